@@ -1,0 +1,1 @@
+//! Benchmark harness helpers; the runnable benchmarks live in `src/bin/`.

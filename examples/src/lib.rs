@@ -1,0 +1,1 @@
+//! Runnable programs that use `zomg-sdk`; see `src/bin/`.

@@ -1,0 +1,3 @@
+//! The `zomg` command-line interface.
+
+fn main() {}

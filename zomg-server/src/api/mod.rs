@@ -1,0 +1,1 @@
+//! HTTP API: axum routes, bearer-token auth and error mapping.

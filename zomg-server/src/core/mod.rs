@@ -1,0 +1,1 @@
+//! The rules of zomg: box lifecycle, naming, conflicts, delete status.

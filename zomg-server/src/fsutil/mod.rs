@@ -1,0 +1,1 @@
+//! Filesystem helpers that never let a user path escape its root.

@@ -1,0 +1,3 @@
+//! The `zomg-server` binary.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The local runtime: one OCI bundle per box, run by runc.

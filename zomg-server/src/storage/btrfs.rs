@@ -1,0 +1,1 @@
+//! btrfs storage: a configured mount or a loop image, subvolumes via ioctls.

@@ -1,0 +1,1 @@
+//! An honest fake of [`super::Storage`] on plain directories, for tests without root.
