@@ -37,7 +37,9 @@ pub enum Error {
     #[error(transparent)]
     Api(#[from] ApiError),
     /// The server could not be reached at all.
-    #[error("cannot reach the zomg server at {url}: {reason} (set --url, ZOMG_URL or a profile to use another server)")]
+    #[error(
+        "cannot reach the zomg server at {url}: {reason} (set --url, ZOMG_URL or a profile to use another server)"
+    )]
     Unreachable {
         /// The URL that was tried.
         url: String,

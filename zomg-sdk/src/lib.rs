@@ -7,10 +7,12 @@
 
 mod error;
 mod names;
+mod target;
 pub mod types;
 
 pub use error::{ApiError, Error, Result};
 pub use names::{BoxName, DEFAULT_PROJECT, NameError, ProjectName, TagKey, TagValue, VolumeName};
+pub use target::{DEFAULT_LOCAL_URL, Target};
 pub use types::{
     BaseInfo, BaseList, BoxConfig, BoxInfo, BoxList, BoxStatus, CreateBox, DataMount,
     DataMountSpec, DeleteState, DeleteStatus, ErrorBody, UpdateBox, VersionInfo, VolumeInfo,

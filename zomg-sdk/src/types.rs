@@ -379,7 +379,10 @@ mod tests {
             assert!(v.get(field).is_some(), "missing field {field}");
         }
         assert_eq!(v["status"], "running");
-        assert_eq!(v["config"], json!({"cpus": 0.5, "ram_mb": 512, "storage_gb": 10}));
+        assert_eq!(
+            v["config"],
+            json!({"cpus": 0.5, "ram_mb": 512, "storage_gb": 10})
+        );
         assert_eq!(
             v["data_mounts"],
             json!([{"name": "cache", "path": "/data", "read_only": true}])
@@ -433,7 +436,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(full.data_mounts[0].read_only, false);
-        assert_eq!(serde_json::from_value::<CreateBox>(serde_json::to_value(&full).unwrap()).unwrap(), full);
+        assert_eq!(
+            serde_json::from_value::<CreateBox>(serde_json::to_value(&full).unwrap()).unwrap(),
+            full
+        );
     }
 
     #[test]
@@ -446,14 +452,22 @@ mod tests {
         let back: BoxList = serde_json::from_str(&serde_json::to_string(&page).unwrap()).unwrap();
         assert_eq!(back, page);
 
-        let d: DeleteStatus = serde_json::from_value(json!({"name": "web", "status": "deleting"})).unwrap();
+        let d: DeleteStatus =
+            serde_json::from_value(json!({"name": "web", "status": "deleting"})).unwrap();
         assert_eq!(d.status, DeleteState::Deleting);
 
         let e: ErrorBody =
-            serde_json::from_value(json!({"error": "box_running", "message": "box is running"})).unwrap();
-        assert_eq!(serde_json::to_value(&e).unwrap(), json!({"error": "box_running", "message": "box is running"}));
+            serde_json::from_value(json!({"error": "box_running", "message": "box is running"}))
+                .unwrap();
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"error": "box_running", "message": "box is running"})
+        );
 
         let u = UpdateBox::default();
-        assert_eq!(serde_json::to_value(&u).unwrap(), json!({"environment": {}, "tags": {}}));
+        assert_eq!(
+            serde_json::to_value(&u).unwrap(),
+            json!({"environment": {}, "tags": {}})
+        );
     }
 }
