@@ -9,6 +9,7 @@ mod error;
 mod names;
 mod target;
 pub mod types;
+pub mod units;
 
 pub use error::{ApiError, Error, Result};
 pub use names::{BoxName, DEFAULT_PROJECT, NameError, ProjectName, TagKey, TagValue, VolumeName};

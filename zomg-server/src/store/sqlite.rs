@@ -44,7 +44,10 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1))?;
+            conn.execute_batch(&format!(
+                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))?;
         }
         Ok(Self {
             conn: Mutex::new(conn),
@@ -211,12 +214,28 @@ fn mounts_json(b: &BoxRecord) -> String {
     )
 }
 
-fn read_volume(r: &Row<'_>) -> rusqlite::Result<(String, String, String, Option<i64>, Option<String>, String)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+fn read_volume(
+    r: &Row<'_>,
+) -> rusqlite::Result<(String, String, String, Option<i64>, Option<String>, String)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn decode_volume(
-    (id, project, name, size_gb, owner_box_id, created): (String, String, String, Option<i64>, Option<String>, String),
+    (id, project, name, size_gb, owner_box_id, created): (
+        String,
+        String,
+        String,
+        Option<i64>,
+        Option<String>,
+        String,
+    ),
 ) -> StoreResult<VolumeRecord> {
     let what = format!("volume {id}");
     Ok(VolumeRecord {
@@ -239,7 +258,17 @@ fn op_state_str(s: OpState) -> &'static str {
     }
 }
 
-type OpRow = (String, String, String, String, String, i64, Option<String>, String, String);
+type OpRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    String,
+    String,
+);
 
 fn read_op(r: &Row<'_>) -> rusqlite::Result<OpRow> {
     Ok((
@@ -255,7 +284,9 @@ fn read_op(r: &Row<'_>) -> rusqlite::Result<OpRow> {
     ))
 }
 
-fn decode_op((id, kind, target, label, state, attempts, last_error, created, updated): OpRow) -> StoreResult<OpRecord> {
+fn decode_op(
+    (id, kind, target, label, state, attempts, last_error, created, updated): OpRow,
+) -> StoreResult<OpRecord> {
     let what = format!("operation {id}");
     let kind = match kind.as_str() {
         "delete_box" => OpKind::DeleteBox,
@@ -280,7 +311,8 @@ fn decode_op((id, kind, target, label, state, attempts, last_error, created, upd
     })
 }
 
-const OP_COLUMNS: &str = "id, kind, target, label, state, attempts, last_error, created_at, updated_at";
+const OP_COLUMNS: &str =
+    "id, kind, target, label, state, attempts, last_error, created_at, updated_at";
 
 impl Store for SqliteStore {
     fn insert_box(&self, b: &BoxRecord) -> StoreResult<()> {
@@ -343,7 +375,8 @@ impl Store for SqliteStore {
     }
 
     fn delete_box(&self, id: &str) -> StoreResult<()> {
-        self.conn().execute("DELETE FROM boxes WHERE id = ?1", [id])?;
+        self.conn()
+            .execute("DELETE FROM boxes WHERE id = ?1", [id])?;
         Ok(())
     }
 
@@ -425,7 +458,14 @@ impl Store for SqliteStore {
             .query_row(
                 "SELECT alias, tag, source, created_at FROM bases WHERE alias = ?1 AND tag = ?2",
                 [alias, tag],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get::<_, String>(3)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
             )
             .optional()?;
         row.map(|(alias, tag, source, created)| {
@@ -445,7 +485,12 @@ impl Store for SqliteStore {
             conn.prepare("SELECT alias, tag, source, created_at FROM bases ORDER BY alias, tag")?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get::<_, String>(3)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get::<_, String>(3)?,
+                ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
@@ -461,8 +506,10 @@ impl Store for SqliteStore {
     }
 
     fn delete_base(&self, alias: &str, tag: &str) -> StoreResult<()> {
-        self.conn()
-            .execute("DELETE FROM bases WHERE alias = ?1 AND tag = ?2", [alias, tag])?;
+        self.conn().execute(
+            "DELETE FROM bases WHERE alias = ?1 AND tag = ?2",
+            [alias, tag],
+        )?;
         Ok(())
     }
 
@@ -522,14 +569,17 @@ impl Store for SqliteStore {
     }
 
     fn delete_volume(&self, id: &str) -> StoreResult<()> {
-        self.conn().execute("DELETE FROM volumes WHERE id = ?1", [id])?;
+        self.conn()
+            .execute("DELETE FROM volumes WHERE id = ?1", [id])?;
         Ok(())
     }
 
     fn insert_op(&self, op: &OpRecord) -> StoreResult<()> {
         self.conn()
             .execute(
-                &format!("INSERT INTO ops ({OP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                &format!(
+                    "INSERT INTO ops ({OP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ),
                 params![
                     op.id,
                     op.kind.as_str(),
@@ -586,7 +636,9 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare(&format!(
             "SELECT {OP_COLUMNS} FROM ops WHERE state = 'pending' ORDER BY created_at, rowid"
         ))?;
-        let rows = stmt.query_map([], read_op)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt
+            .query_map([], read_op)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter().map(decode_op).collect()
     }
 }
@@ -643,18 +695,29 @@ mod tests {
         changed.status = BoxStatus::Stopped;
         changed.tags.insert("env".into(), "dev".into());
         s.update_box(&changed).unwrap();
-        assert_eq!(s.get_box_by_id(&b.id).unwrap().unwrap().status, BoxStatus::Stopped);
+        assert_eq!(
+            s.get_box_by_id(&b.id).unwrap().unwrap().status,
+            BoxStatus::Stopped
+        );
 
         s.delete_box(&b.id).unwrap();
         s.delete_box(&b.id).unwrap();
         assert!(s.get_box("default", "web").unwrap().is_none());
-        assert!(matches!(s.update_box(&changed), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.update_box(&changed),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]
     fn list_filters_and_pages() {
         let s = SqliteStore::in_memory().unwrap();
-        for (p, n, tag) in [("a", "web-1", "x"), ("a", "web-2", "y"), ("a", "db", "x"), ("b", "web-1", "x")] {
+        for (p, n, tag) in [
+            ("a", "web-1", "x"),
+            ("a", "web-2", "y"),
+            ("a", "db", "x"),
+            ("b", "web-1", "x"),
+        ] {
             let mut r = record(p, n);
             r.tags.insert("role".into(), tag.into());
             r.tags.insert("team.name".into(), "core".into());
@@ -667,7 +730,10 @@ mod tests {
                 .map(|b| format!("{}:{}", b.project, b.name))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names(&BoxFilter::default()), ["a:db", "a:web-1", "a:web-2", "b:web-1"]);
+        assert_eq!(
+            names(&BoxFilter::default()),
+            ["a:db", "a:web-1", "a:web-2", "b:web-1"]
+        );
         let mut f = BoxFilter {
             project: Some("a".parse().unwrap()),
             ..Default::default()
@@ -723,7 +789,10 @@ mod tests {
             created_at: Utc::now(),
         };
         s.insert_volume(&vol).unwrap();
-        assert!(matches!(s.insert_volume(&vol), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.insert_volume(&vol),
+            Err(StoreError::Conflict(_))
+        ));
         assert_eq!(s.get_volume("default", "Data.1").unwrap().unwrap().id, "v1");
         assert_eq!(s.list_volumes(Some("default")).unwrap().len(), 1);
         assert_eq!(s.list_volumes(None).unwrap().len(), 1);
@@ -751,14 +820,23 @@ mod tests {
         s.update_op(&op).unwrap();
         assert!(s.pending_ops().unwrap().is_empty());
         assert_eq!(s.latest_op(OpKind::DeleteBox, "box1").unwrap().unwrap(), op);
-        assert_eq!(s.latest_op_by_label(OpKind::DeleteBox, "default:web").unwrap().unwrap().attempts, 3);
+        assert_eq!(
+            s.latest_op_by_label(OpKind::DeleteBox, "default:web")
+                .unwrap()
+                .unwrap()
+                .attempts,
+            3
+        );
     }
 
     #[test]
     fn reopen_keeps_data_and_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("zomg.db");
-        SqliteStore::open(&path).unwrap().insert_box(&record("default", "web")).unwrap();
+        SqliteStore::open(&path)
+            .unwrap()
+            .insert_box(&record("default", "web"))
+            .unwrap();
         let again = SqliteStore::open(&path).unwrap();
         assert!(again.get_box("default", "web").unwrap().is_some());
     }
