@@ -1,1 +1,65 @@
-//! HTTP API: axum routes, bearer-token auth and error mapping.
+//! HTTP API: axum routes, bearer-token auth and error mapping (SPEC §11).
+//!
+//! Handlers parse and authenticate, call one [`BoxService`] method and map the result; the
+//! rules live in `core`.
+
+mod auth;
+mod bases;
+mod boxes;
+mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use zomg_sdk::VersionInfo;
+
+pub use error::ApiError;
+
+use crate::core::BoxService;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The box service.
+    pub service: BoxService,
+    /// The bearer token every `/v1` route requires.
+    pub token: Arc<str>,
+    /// The backend name reported by `/version`.
+    pub backend: &'static str,
+}
+
+/// The full router: `/version`, `/healthz` and the authenticated `/v1` routes.
+pub fn router(state: AppState) -> Router {
+    let boxes = "/v1/projects/{project}/boxes";
+    let one = "/v1/projects/{project}/boxes/{name}";
+    let v1 = Router::new()
+        .route(boxes, get(boxes::list).post(boxes::create))
+        .route(
+            one,
+            get(boxes::show).put(boxes::update).delete(boxes::delete),
+        )
+        .route(&format!("{one}/delete-status"), get(boxes::delete_status))
+        .route(&format!("{one}/stop"), post(boxes::stop))
+        .route(&format!("{one}/resume"), post(boxes::resume))
+        .route("/v1/bases", get(bases::list))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/version", get(version))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(v1)
+        .with_state(state)
+}
+
+async fn version(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::Json<VersionInfo> {
+    axum::Json(VersionInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        backend: state.backend.to_owned(),
+    })
+}
