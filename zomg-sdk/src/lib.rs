@@ -5,14 +5,25 @@
 //! are built on: names and refs, target (URL/token/profile) resolution, the setup config
 //! file, the wire types and the HTTP/WebSocket [`Client`].
 
+mod env;
 mod error;
 mod names;
+mod project;
+mod refs;
+mod setup;
 mod target;
 pub mod types;
 
+pub use env::process_env;
 pub use error::{ApiError, Error, Result};
 pub use names::{BoxName, DEFAULT_PROJECT, NameError, ProjectName, TagKey, TagValue, VolumeName};
-pub use target::{DEFAULT_LOCAL_URL, Target};
+pub use project::{ProjectSource, ResolvedProject, git_root, resolve_project};
+pub use refs::{BoxPath, BoxRef, RefError, ResolvedBox, ResolvedRef, ephemeral_box_name};
+pub use setup::{KNOWN_KEYS, ProfileInfo, SetupConfig, list_profiles};
+pub use target::{
+    DEFAULT_LOCAL_URL, ProfileSource, Target, TargetFlags, TargetResolution, TokenSource,
+    UrlSource, profile_var, resolve_target, selected_profile,
+};
 pub use types::{
     BaseInfo, BaseList, BoxConfig, BoxInfo, BoxList, BoxStatus, CreateBox, DataMount,
     DataMountSpec, DeleteState, DeleteStatus, ErrorBody, UpdateBox, VersionInfo, VolumeInfo,
