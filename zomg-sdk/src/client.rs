@@ -15,9 +15,11 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use url::{Host, Url};
 
+use crate::env::process_env;
 use crate::error::{ApiError, Error, Result};
 use crate::names::{BoxName, ProjectName};
-use crate::target::Target;
+use crate::setup::SetupConfig;
+use crate::target::{Target, TargetFlags, resolve_target};
 use crate::tls::{TlsTrust, tls_config};
 use crate::types::{
     BaseList, BoxInfo, BoxList, CreateBox, DeleteState, DeleteStatus, ErrorBody, UpdateBox,
@@ -132,6 +134,18 @@ impl Client {
             target: target.clone(),
             tls,
         })
+    }
+
+    /// Builds a client the way the CLI does without flags: the process environment, the
+    /// setup config found from the current directory, the precedence of
+    /// [`crate::resolve_target`]. (The CLI's fallback to the local server's token file is
+    /// not applied.)
+    pub fn from_env() -> Result<Self> {
+        let cwd =
+            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+        let config = SetupConfig::discover(process_env, &cwd)?;
+        let resolved = resolve_target(&TargetFlags::default(), process_env, config.as_ref())?;
+        Self::new(&resolved.target)
     }
 
     /// The target this client talks to.

@@ -1,9 +1,4 @@
-//! `zomg-sdk`: the typed async Rust API for zomg boxes.
-//!
-//! A box is a full Linux environment with a copy-on-write root that survives stop and
-//! resume and forks in milliseconds. This crate is what the `zomg` CLI and `zomg-server`
-//! are built on: names and refs, target (URL/token/profile) resolution, the setup config
-//! file, the wire types and the HTTP/WebSocket [`Client`].
+#![doc = include_str!("../README.md")]
 
 mod client;
 mod env;
