@@ -536,17 +536,21 @@ pub fn list_profiles(
 ) -> Vec<ProfileInfo> {
     let vars: BTreeMap<String, String> = vars.into_iter().filter(|(_, v)| !v.is_empty()).collect();
     let mut found: BTreeMap<String, ProfileInfo> = BTreeMap::new();
-    let mut add = |name: &str, from_env: bool, from_config: bool| {
-        let entry = found
-            .entry(normalize_profile(name))
-            .or_insert_with(|| ProfileInfo {
-                name: name.to_owned(),
-                url: None,
-                from_env: false,
-                from_config: false,
-                selected: false,
-            });
-        if from_config {
+    // Spelling preference for a merged profile: the config's, then the selection's, then the
+    // lowercased variable name (which cannot tell `my-dev` from `my_dev`).
+    let mut spelled_by: BTreeMap<String, u8> = BTreeMap::new();
+    let mut add = |name: &str, rank: u8, from_env: bool, from_config: bool| {
+        let key = normalize_profile(name);
+        let entry = found.entry(key.clone()).or_insert_with(|| ProfileInfo {
+            name: name.to_owned(),
+            url: None,
+            from_env: false,
+            from_config: false,
+            selected: false,
+        });
+        let best = spelled_by.entry(key).or_insert(rank);
+        if rank > *best {
+            *best = rank;
             entry.name = name.to_owned();
         }
         entry.from_env |= from_env;
@@ -558,16 +562,16 @@ pub fn list_profiles(
             .and_then(|k| k.strip_suffix("_URL"))
             .filter(|n| !n.is_empty())
         {
-            add(&name.to_ascii_lowercase(), true, false);
-        }
-    }
-    if let Some(c) = config {
-        for name in [c.profile(), c.env_name()].into_iter().flatten() {
-            add(&name, false, true);
+            add(&name.to_ascii_lowercase(), 0, true, false);
         }
     }
     if let Some(s) = selected.filter(|s| !s.is_empty()) {
-        add(s, false, false);
+        add(s, 1, false, false);
+    }
+    if let Some(c) = config {
+        for name in [c.profile(), c.env_name()].into_iter().flatten() {
+            add(&name, 2, false, true);
+        }
     }
     let selected = selected.map(normalize_profile);
     let mut out: Vec<ProfileInfo> = found
@@ -907,6 +911,13 @@ unknown_key: 'kept'
                 ("staging", Some("https://staging"), true, false, false),
             ]
         );
+        let dev = [(
+            "ZOMG_PROFILE_MY_DEV_URL".to_owned(),
+            "http://dev".to_owned(),
+        )];
+        let got = list_profiles(dev, None, Some("my-dev"));
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].name.as_str(), got[0].selected), ("my-dev", true));
         let got = list_profiles(Vec::new(), Some(&c), Some("PROD"));
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].name, "prod");
