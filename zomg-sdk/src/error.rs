@@ -5,6 +5,7 @@
 //! matching message text.
 
 use crate::names::NameError;
+use crate::refs::RefError;
 use crate::types::ErrorBody;
 
 /// A non-2xx answer from the server.
@@ -58,6 +59,9 @@ pub enum Error {
     /// A name or ref broke its rule.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// A box ref or box path broke its rule.
+    #[error(transparent)]
+    Ref(#[from] RefError),
     /// Invalid input that is not a name (a ref, a flag value, a setting).
     #[error("{0}")]
     Invalid(String),

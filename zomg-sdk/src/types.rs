@@ -435,7 +435,7 @@ mod tests {
             "data_mounts": [{"name": "v", "path": "/data"}]
         }))
         .unwrap();
-        assert_eq!(full.data_mounts[0].read_only, false);
+        assert!(!full.data_mounts[0].read_only);
         assert_eq!(
             serde_json::from_value::<CreateBox>(serde_json::to_value(&full).unwrap()).unwrap(),
             full
