@@ -15,6 +15,7 @@
 //! ```
 //!
 //! Every method is synchronous: each one is a handful of syscalls (sub-millisecond to a few
+//! milliseconds; `usage` commits the filesystem's transaction and can take tens of
 //! milliseconds). Async callers run them through `tokio::task::spawn_blocking`.
 
 pub mod btrfs;
@@ -83,6 +84,44 @@ impl Subvol {
         }
     }
 
+    /// A root snapshot `checkpoints/<id>`.
+    pub fn checkpoint(id: &str) -> Self {
+        Self {
+            kind: SubvolKind::Checkpoint,
+            name: id.to_owned(),
+        }
+    }
+
+    /// Checks that the name is one plain path component (two, `<alias>/<tag>`, for bases),
+    /// so the subvolume cannot land outside its kind's directory.
+    pub fn validate(&self) -> StorageResult<()> {
+        let invalid = |reason| StorageError::InvalidName {
+            name: self.to_string(),
+            reason,
+        };
+        let parts: Vec<&str> = self.name.split('/').collect();
+        let expected = if self.kind == SubvolKind::Base { 2 } else { 1 };
+        if parts.len() != expected {
+            return Err(invalid(if expected == 2 {
+                "a base is named <alias>/<tag>"
+            } else {
+                "the name must not contain '/'"
+            }));
+        }
+        for part in parts {
+            if part.is_empty() || part == "." || part == ".." {
+                return Err(invalid("empty, '.' and '..' are not names"));
+            }
+            if part.len() > 255 {
+                return Err(invalid("longer than 255 bytes"));
+            }
+            if part.contains('\0') {
+                return Err(invalid("contains a NUL byte"));
+            }
+        }
+        Ok(())
+    }
+
     /// The path relative to the storage root.
     pub fn rel_path(&self) -> PathBuf {
         PathBuf::from(self.kind.dir()).join(&self.name)
@@ -104,9 +143,20 @@ pub enum StorageError {
     /// The subvolume already exists.
     #[error("subvolume {0} already exists")]
     AlreadyExists(String),
-    /// The subvolume is busy (mounted, or a running box uses it).
+    /// The kernel refused because the subvolume is in use (`EBUSY`).
     #[error("subvolume {0} is busy")]
     Busy(String),
+    /// The name would not stay inside its kind's directory.
+    #[error("invalid subvolume name {name:?}: {reason}")]
+    InvalidName {
+        /// The subvolume as given (`<kind dir>/<name>`).
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The path exists but is not a subvolume (a plain directory or file).
+    #[error("{0} exists but is not a subvolume")]
+    NotSubvolume(String),
     /// A system call or tool failed.
     #[error("{context}: {source}")]
     Io {
@@ -151,19 +201,33 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn create(&self, vol: &Subvol) -> StorageResult<()>;
 
     /// Snapshots `src` into `dst` (copy-on-write, constant time). Fails with `NotFound` if
-    /// `src` is missing and `AlreadyExists` if `dst` is present.
+    /// `src` is missing and `AlreadyExists` if `dst` is present. The snapshot is independent
+    /// of `src` from then on; subvolumes nested inside `src` are not part of it (they show up
+    /// as empty directories).
     fn snapshot(&self, src: &Subvol, dst: &Subvol, read_only: bool) -> StorageResult<()>;
 
-    /// Deletes the subvolume. Deleting a missing subvolume succeeds (idempotent).
+    /// Deletes the subvolume, read-only or not, with any subvolumes nested inside it (a box
+    /// may create its own). Deleting a missing subvolume succeeds (idempotent). `Busy` means
+    /// the kernel refused (`EBUSY`). It does not refuse for a mounted subvolume: on Linux 6.x
+    /// the root of a running box is deleted from under it and its mounts are detached, so
+    /// callers stop whatever uses a subvolume before deleting it.
     fn delete(&self, vol: &Subvol) -> StorageResult<()>;
 
     /// Marks the subvolume read-only or writable.
     fn set_read_only(&self, vol: &Subvol, read_only: bool) -> StorageResult<()>;
 
-    /// Limits the bytes the subvolume may reference (`None` removes the limit).
+    /// Whether the subvolume is read-only.
+    fn is_read_only(&self, vol: &Subvol) -> StorageResult<bool>;
+
+    /// Limits the bytes the subvolume may reference (`None` removes the limit). A snapshot
+    /// starts with its source's limit.
     fn set_limit(&self, vol: &Subvol, bytes: Option<u64>) -> StorageResult<()>;
 
-    /// Bytes referenced by the subvolume.
+    /// The limit set by [`Storage::set_limit`], if any.
+    fn limit(&self, vol: &Subvol) -> StorageResult<Option<u64>>;
+
+    /// Bytes referenced by the subvolume, including data it shares with the subvolume it was
+    /// snapshotted from (what the limit counts).
     fn usage(&self, vol: &Subvol) -> StorageResult<u64>;
 
     /// Every subvolume of a kind, for reconciliation and orphan detection.

@@ -1,1 +1,0 @@
-//! btrfs storage: a configured mount or a loop image, subvolumes via ioctls.
