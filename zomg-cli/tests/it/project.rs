@@ -60,3 +60,33 @@ fn default_without_env_or_git() {
         .success()
         .stdout("default\n");
 }
+
+#[test]
+fn setup_config_project_outranks_git_root() {
+    let dir = sandbox();
+    let repo = dir.path().join("myrepo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join(".zomg")).unwrap();
+    std::fs::write(repo.join(".zomg/config.yaml"), "project: beta\n").unwrap();
+    zomg(&repo)
+        .args(["project", "current"])
+        .assert()
+        .success()
+        .stdout("beta\n");
+}
+
+#[test]
+fn invalid_env_project_is_an_error() {
+    let dir = sandbox();
+    let out = zomg(dir.path())
+        .env("ZOMG_PROJECT", "Bad_Name")
+        .args(["project", "current"])
+        .assert()
+        .code(1)
+        .stdout("");
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.starts_with("Error: ZOMG_PROJECT: invalid project name \"Bad_Name\""),
+        "{stderr}"
+    );
+}
