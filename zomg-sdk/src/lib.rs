@@ -5,6 +5,7 @@
 //! are built on: names and refs, target (URL/token/profile) resolution, the setup config
 //! file, the wire types and the HTTP/WebSocket [`Client`].
 
+mod client;
 mod env;
 mod error;
 mod names;
@@ -12,8 +13,11 @@ mod project;
 mod refs;
 mod setup;
 mod target;
+mod tls;
 pub mod types;
+mod wait;
 
+pub use client::{Client, ListOptions, ProjectScope};
 pub use env::process_env;
 pub use error::{ApiError, Error, Result};
 pub use names::{BoxName, DEFAULT_PROJECT, NameError, ProjectName, TagKey, TagValue, VolumeName};
@@ -24,7 +28,9 @@ pub use target::{
     DEFAULT_LOCAL_URL, ProfileSource, Target, TargetFlags, TargetResolution, TokenSource,
     UrlSource, profile_var, resolve_target, selected_profile,
 };
+pub use tls::{TlsTrust, tls_config};
 pub use types::{
     BaseInfo, BaseList, BoxConfig, BoxInfo, BoxList, BoxStatus, CreateBox, DataMount,
     DataMountSpec, DeleteState, DeleteStatus, ErrorBody, UpdateBox, VersionInfo, VolumeInfo,
 };
+pub use wait::poll_until;

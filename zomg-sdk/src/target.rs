@@ -4,6 +4,7 @@
 //! step is testable without touching the process environment. See [`resolve_target`] for the
 //! exact order.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use url::Url;
@@ -13,7 +14,9 @@ use crate::error::{Error, Result};
 use crate::setup::SetupConfig;
 
 /// A resolved server target: everything [`crate::Client::new`] needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` output shows whether there is a token, never the token itself.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Target {
     /// Base URL of the server (`http://127.0.0.1:7070`, `https://api.example.com`).
     pub url: Url,
@@ -32,6 +35,19 @@ pub struct Target {
 
 /// The local server's default address, used when nothing else names a server.
 pub const DEFAULT_LOCAL_URL: &str = "http://127.0.0.1:7070";
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &self.url.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("profile", &self.profile)
+            .field("ssh_host", &self.ssh_host)
+            .field("insecure", &self.insecure)
+            .field("ip", &self.ip)
+            .finish()
+    }
+}
 
 impl Target {
     /// A target with just a URL: no token, no profile, verified TLS, normal DNS.

@@ -1,0 +1,4 @@
+//! Integration tests of `zomg-sdk` through its public API only.
+
+mod client;
+mod tls;

@@ -1,0 +1,104 @@
+//! TLS: the insecure verifier and the IP override against a real rustls server whose
+//! certificate (`fixtures/zomg-test.crt`, for `zomg.test`) no OS trusts.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, mpsc};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use zomg_sdk::{Client, Error, Target};
+
+const CERT: &[u8] = include_bytes!("fixtures/zomg-test.crt");
+const KEY: &[u8] = include_bytes!("fixtures/zomg-test.key");
+
+/// Serves `connections` HTTPS connections with a fixed `/version` answer on a thread, sending
+/// the SNI name of each completed handshake.
+fn serve(connections: usize) -> (u16, mpsc::Receiver<Option<String>>) {
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from_pem_slice(CERT).unwrap()],
+        PrivateKeyDer::from_pem_slice(KEY).unwrap(),
+    )
+    .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, stream.unwrap());
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            let handshake_ok = loop {
+                match tls.read(&mut buf) {
+                    Ok(0) | Err(_) => break false,
+                    Ok(n) => {
+                        request.extend_from_slice(&buf[..n]);
+                        if request.windows(4).any(|w| w == b"\r\n\r\n") {
+                            break true;
+                        }
+                    }
+                }
+            };
+            if handshake_ok {
+                let body = r#"{"version":"9.9.9","backend":"tls-test"}"#;
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.flush();
+                let _ = tx.send(tls.conn.server_name().map(str::to_owned));
+            }
+        }
+    });
+    (port, rx)
+}
+
+fn target(port: u16, insecure: bool) -> Target {
+    let mut t = Target::new(format!("https://zomg.test:{port}").parse().unwrap());
+    t.ip = Some("127.0.0.1".parse().unwrap());
+    t.insecure = insecure;
+    t
+}
+
+#[tokio::test]
+async fn insecure_accepts_an_untrusted_certificate_and_keeps_sni() {
+    let (port, sni) = serve(1);
+    let v = Client::new(&target(port, true))
+        .unwrap()
+        .version()
+        .await
+        .unwrap();
+    assert_eq!(v.backend, "tls-test");
+    assert_eq!(sni.recv().unwrap().as_deref(), Some("zomg.test"));
+}
+
+#[tokio::test]
+async fn verified_tls_rejects_an_untrusted_certificate() {
+    let (port, _sni) = serve(1);
+    let e = Client::new(&target(port, false))
+        .unwrap()
+        .version()
+        .await
+        .unwrap_err();
+    let Error::Unreachable { url, reason } = &e else {
+        panic!("expected Unreachable, got {e:?}");
+    };
+    assert_eq!(url, &format!("https://zomg.test:{port} (at 127.0.0.1)"));
+    assert!(reason.contains("invalid peer certificate"), "{reason}");
+}
+
+#[test]
+fn the_shared_config_is_usable_for_websockets() {
+    let client = Client::new(&target(1, true)).unwrap();
+    let connector = tokio_tungstenite::Connector::Rustls(client.tls_config());
+    assert!(matches!(connector, tokio_tungstenite::Connector::Rustls(_)));
+}
