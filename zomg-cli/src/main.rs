@@ -6,8 +6,6 @@
 
 mod cli;
 mod commands;
-// Printers and the target helpers wait for the SDK client (box commands).
-#[allow(dead_code)]
 mod output;
 mod parse;
 

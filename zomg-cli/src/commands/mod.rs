@@ -3,6 +3,8 @@
 //! Each handler reads its flags, makes one SDK call and hands the result to a printer.
 //! What every handler shares — the target, the project, refusing `--json` — lives here.
 
+mod bases;
+mod boxes;
 mod completions;
 mod config;
 mod files;
@@ -16,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use zomg_sdk::{
-    BoxRef, DEFAULT_LOCAL_URL, ProjectName, ResolvedBox, SetupConfig, Target, TargetFlags,
+    BoxRef, Client, DEFAULT_LOCAL_URL, ProjectName, ResolvedBox, SetupConfig, Target, TargetFlags,
     process_env, resolve_project, resolve_target,
 };
 
@@ -26,16 +28,13 @@ use crate::cli::{Cli, Command, JsonArg, ProjectArg, TargetArgs};
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Context { flags: cli.target };
     let result = match cli.command {
-        Command::Create(a) if a.base.is_some() && a.fork.is_some() => {
-            Err(anyhow!("--base cannot be used with --fork"))
-        }
-        Command::Create(_) => pending_client(&ctx, "create"),
-        Command::List(_) => pending_client(&ctx, "list"),
-        Command::Show(_) => pending_client(&ctx, "show"),
-        Command::Update(_) => pending_client(&ctx, "update"),
-        Command::Delete(_) => pending_client(&ctx, "delete"),
-        Command::Stop(_) => pending_client(&ctx, "stop"),
-        Command::Resume(_) => pending_client(&ctx, "resume"),
+        Command::Create(a) => boxes::create(&ctx, a).await,
+        Command::List(a) => boxes::list(&ctx, a).await,
+        Command::Show(a) => boxes::show(&ctx, a).await,
+        Command::Update(a) => boxes::update(&ctx, a).await,
+        Command::Delete(a) => boxes::delete(&ctx, a).await,
+        Command::Stop(a) => boxes::stop(&ctx, a).await,
+        Command::Resume(a) => boxes::resume(&ctx, a).await,
         Command::Publish(a) => network::publish(a).await,
         Command::Unpublish(a) => network::unpublish(a).await,
         Command::Port(c) => network::port(c).await,
@@ -49,7 +48,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config(c) => config::config(c, &ctx.flags),
         Command::Project(c) => config::project(&ctx, c),
         Command::Data(c) => volumes::data(c).await,
-        Command::Base(_) => pending_client(&ctx, "base list"),
+        Command::Base(c) => bases::base(&ctx, c).await,
         Command::User(c) => users::user(c).await,
         Command::Completions(a) => completions::completions(a),
     };
@@ -62,7 +61,6 @@ pub struct Context {
     flags: TargetArgs,
 }
 
-#[allow(dead_code)]
 impl Context {
     /// The setup config, if there is a place for one (a missing file reads as empty).
     fn setup(&self) -> Result<Option<SetupConfig>> {
@@ -95,6 +93,11 @@ impl Context {
         Ok(resolved.name)
     }
 
+    /// A client for the resolved target.
+    pub fn client(&self) -> Result<Client> {
+        Ok(Client::new(&self.target()?)?)
+    }
+
     /// Settles the project and name of a box ref (`.` reads `ZOMG_PROJECT` and `BOX_NAME`).
     pub fn resolve(&self, r: &BoxRef, arg: &ProjectArg) -> Result<ResolvedBox> {
         let project = self.project(arg)?;
@@ -107,13 +110,11 @@ fn cwd() -> Result<PathBuf> {
 }
 
 /// The URL is the local server's default one, where the admin token file may be read.
-#[allow(dead_code)]
 fn is_default_local(target: &Target) -> bool {
     target.url.as_str().trim_end_matches('/') == DEFAULT_LOCAL_URL
 }
 
 /// `$ZOMG_DATA_DIR/admin-token`, by default `/var/lib/zomg/admin-token`.
-#[allow(dead_code)]
 fn admin_token_path(env: impl Fn(&str) -> Option<String>) -> PathBuf {
     let dir = env("ZOMG_DATA_DIR").unwrap_or_else(|| "/var/lib/zomg".to_owned());
     Path::new(&dir).join("admin-token")
@@ -123,17 +124,10 @@ fn admin_token_path(env: impl Fn(&str) -> Option<String>) -> PathBuf {
 ///
 /// Missing or unreadable is not an error: the server then answers 401 and that error says
 /// how to pass a token.
-#[allow(dead_code)]
 fn local_admin_token(path: &Path) -> Option<String> {
     let token = std::fs::read_to_string(path).ok()?;
     let token = token.trim();
     (!token.is_empty()).then(|| token.to_owned())
-}
-
-/// Resolves the target (so its errors show) and reports that the SDK client is missing.
-fn pending_client(ctx: &Context, what: &str) -> Result<()> {
-    ctx.target()?;
-    Err(not_available(what))
 }
 
 /// Fails with a clear message when `--json` was given to a command that cannot print JSON.
@@ -163,6 +157,15 @@ mod tests {
             admin_token_path(|k| (k == "ZOMG_DATA_DIR").then(|| "/srv/z".to_owned())),
             PathBuf::from("/srv/z/admin-token")
         );
+    }
+
+    #[test]
+    fn admin_token_only_for_the_default_local_url() {
+        assert!(is_default_local(&Target::local()));
+        let other = Target::new("http://127.0.0.1:7071".parse().unwrap());
+        assert!(!is_default_local(&other));
+        let remote = Target::new("https://api.example.com".parse().unwrap());
+        assert!(!is_default_local(&remote));
     }
 
     #[test]

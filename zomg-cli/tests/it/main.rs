@@ -7,6 +7,7 @@ mod completions;
 mod config;
 mod project;
 mod rules;
+mod server;
 mod target;
 
 use std::path::Path;
