@@ -331,6 +331,8 @@ pub struct PsArgs {
     pub target: BoxArg,
     #[command(flatten)]
     pub project: ProjectArg,
+    #[command(flatten)]
+    pub output: JsonArg,
     /// Extra arguments for `ps`
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,

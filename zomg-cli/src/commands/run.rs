@@ -42,7 +42,8 @@ fn check_exec(args: &ExecArgs) -> Result<()> {
 }
 
 /// `zomg ps`.
-pub async fn ps(_args: PsArgs) -> Result<()> {
+pub async fn ps(args: PsArgs) -> Result<()> {
+    refuse_json(args.output, "ps")?;
     Err(not_available("ps"))
 }
 

@@ -47,6 +47,7 @@ fn json_refused_where_unsupported() {
             "logs --follow",
         ),
         (&["console", "web", "-j"], "console"),
+        (&["ps", "web", "-j", "--", "aux"], "ps"),
         (&["ssh", "web", "-j"], "ssh"),
         (&["cp", "web:/etc/hosts", "hosts", "-j"], "cp/get/put"),
         (&["get", "web:/etc/hosts", "hosts", "-j"], "cp/get/put"),

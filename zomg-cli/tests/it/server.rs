@@ -97,6 +97,40 @@ db    stopped  box-base:latest  http://db.default.zomg.localhost   2026-11-28T10
 }
 
 #[test]
+fn list_filters_by_tags_in_the_resolved_project() {
+    let fake = Fake::start();
+    fake.mount(
+        Mock::given(method("GET"))
+            .and(path("/v1/projects/alpha/boxes"))
+            .and(query_param("tag", "env=dev"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "boxes": [wire_box("web", "running")]
+            }))),
+    );
+    let dir = sandbox();
+    zomg(dir.path())
+        .env("ZOMG_PROJECT", "alpha")
+        .args(["list", "-q", "-t", "env=dev", "--url", &fake.url()])
+        .assert()
+        .success()
+        .stdout("web\n");
+    zomg(dir.path())
+        .args([
+            "list",
+            "-q",
+            "-p",
+            "alpha",
+            "--tag",
+            "env=dev",
+            "--url",
+            &fake.url(),
+        ])
+        .assert()
+        .success()
+        .stdout("web\n");
+}
+
+#[test]
 fn list_all_uses_the_all_projects_path() {
     let fake = Fake::start();
     fake.mount(
