@@ -182,6 +182,29 @@ storage_gb:        10
 }
 
 #[test]
+fn dot_is_the_current_box_and_dash_is_refused() {
+    let fake = Fake::start();
+    fake.mount(
+        Mock::given(method("GET"))
+            .and(path("/v1/projects/proj/boxes/web"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(wire_box("web", "running"))),
+    );
+    let dir = sandbox();
+    let out = zomg(dir.path())
+        .env("ZOMG_PROJECT", "proj")
+        .env("BOX_NAME", "web")
+        .args(["show", ".", "-j", "--url", &fake.url()])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["name"], "web");
+    assert_error(
+        zomg(dir.path()).args(["show", "-", "--url", &fake.url()]),
+        "invalid box ref \"-\": an ephemeral box is only allowed with exec, console and cp/get/put",
+    );
+}
+
+#[test]
 fn show_missing_box_is_an_error() {
     let fake = Fake::start();
     fake.mount(
