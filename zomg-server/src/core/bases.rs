@@ -184,7 +184,7 @@ fn prepare_root(root: &Path) -> Result<(), String> {
             .map_err(|e| format!("creating /{dir} in the base: {e}"))?;
     }
     for file in ["etc/bash.bashrc", "etc/profile.d/zomg-boxes-env.sh"] {
-        let existing = fsutil::read_file_in_root(&fd, Path::new(file)).unwrap_or_default();
+        let existing = read_optional(&fd, Path::new(file))?;
         let text = String::from_utf8_lossy(&existing);
         if !text.contains(ENV_HOOK.trim_end()) {
             let mut new = text.into_owned();
@@ -197,6 +197,21 @@ fn prepare_root(root: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Reads a file inside the root; a missing file reads as empty.
+fn read_optional(root: &std::os::fd::OwnedFd, path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    match crate::fsutil::open_in_root(root, path, rustix::fs::OFlags::RDONLY, 0) {
+        Ok(mut f) => {
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)
+                .map_err(|e| format!("reading /{} in the base: {e}", path.display()))?;
+            Ok(buf)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("reading /{} in the base: {e}", path.display())),
+    }
 }
 
 /// Runs a helper command, turning a failure into its stderr.
