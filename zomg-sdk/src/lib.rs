@@ -3,6 +3,7 @@
 mod client;
 mod env;
 mod error;
+pub mod exec_types;
 mod names;
 mod project;
 mod refs;
@@ -16,6 +17,7 @@ mod wait;
 pub use client::{Client, ListOptions, ProjectScope};
 pub use env::process_env;
 pub use error::{ApiError, Error, Result};
+pub use exec_types::{ExecExit, ExecRequest, ExecResult, ExecStart, LogOutput, TerminalSize};
 pub use names::{BoxName, DEFAULT_PROJECT, NameError, ProjectName, TagKey, TagValue, VolumeName};
 pub use project::{ProjectSource, ResolvedProject, git_root, resolve_project};
 pub use refs::{BoxPath, BoxRef, RefError, ResolvedBox, ResolvedRef, ephemeral_box_name};

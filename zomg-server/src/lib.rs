@@ -10,7 +10,7 @@
 pub mod api;
 pub mod core;
 pub mod fsutil;
-pub mod server;
 pub mod runtime;
+pub mod server;
 pub mod storage;
 pub mod store;

@@ -141,7 +141,9 @@ impl DataArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("ZOMG_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("ZOMG_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -197,8 +199,11 @@ async fn base(cmd: BaseCommand) -> Result<()> {
             data,
         } => {
             let (config, _) = data.config()?;
-            let service = tokio::task::spawn_blocking(move || server::open_service(&config)).await??;
-            let base = service.bootstrap_base(&alias, &suite, &mirror, force).await?;
+            let service =
+                tokio::task::spawn_blocking(move || server::open_service(&config)).await??;
+            let base = service
+                .bootstrap_base(&alias, &suite, &mirror, force)
+                .await?;
             println!("{}:{}", base.alias, base.tag);
         }
         BaseCommand::Import {
@@ -208,15 +213,23 @@ async fn base(cmd: BaseCommand) -> Result<()> {
             data,
         } => {
             let (config, _) = data.config()?;
-            let service = tokio::task::spawn_blocking(move || server::open_service(&config)).await??;
+            let service =
+                tokio::task::spawn_blocking(move || server::open_service(&config)).await??;
             let base = service.import_base(&reference, &source, force).await?;
             println!("{}:{}", base.alias, base.tag);
         }
         BaseCommand::List { data } => {
             let (config, _) = data.config()?;
-            let service = tokio::task::spawn_blocking(move || server::open_service(&config)).await??;
+            let service =
+                tokio::task::spawn_blocking(move || server::open_service(&config)).await??;
             for b in service.list_bases()?.bases {
-                println!("{}:{}\t{}\t{}", b.alias, b.tag, b.created_at.format("%Y-%m-%d %H:%M"), b.source.unwrap_or_default());
+                println!(
+                    "{}:{}\t{}\t{}",
+                    b.alias,
+                    b.tag,
+                    b.created_at.format("%Y-%m-%d %H:%M"),
+                    b.source.unwrap_or_default()
+                );
             }
         }
     }

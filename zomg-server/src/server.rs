@@ -98,7 +98,8 @@ impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        serde_yaml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+        serde_yaml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))
     }
 }
 
@@ -166,7 +167,9 @@ pub fn open_service(config: &ServerConfig) -> Result<BoxService> {
 /// A short stable id for a data directory, so that servers with different data
 /// directories never share cgroup or container names.
 pub fn instance_id(data_dir: &Path) -> String {
-    let canonical = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf());
+    let canonical = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
     // FNV-1a: stable across builds and Rust versions, unlike DefaultHasher.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in canonical.as_os_str().as_encoded_bytes() {
@@ -229,7 +232,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         tokio::task::spawn_blocking(move || open_service(&config)).await??
     };
     let token = admin_token(&config.data_dir)?;
-    let reconcile = service.reconcile().await.context("reconciling state on start")?;
+    let reconcile = service
+        .reconcile()
+        .await
+        .context("reconciling state on start")?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

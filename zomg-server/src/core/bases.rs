@@ -49,12 +49,22 @@ fn to_info(b: BaseRecord) -> BaseInfo {
 impl BoxService {
     /// Every base, ordered by alias and tag.
     pub fn list_bases(&self) -> CoreResult<BaseList> {
-        let bases = self.store().list_bases()?.into_iter().map(to_info).collect();
+        let bases = self
+            .store()
+            .list_bases()?
+            .into_iter()
+            .map(to_info)
+            .collect();
         Ok(BaseList { bases })
     }
 
     /// Imports a root filesystem from a tar archive (compression detected) or a directory.
-    pub async fn import_base(&self, reference: &str, source: &Path, force: bool) -> CoreResult<BaseInfo> {
+    pub async fn import_base(
+        &self,
+        reference: &str,
+        source: &Path,
+        force: bool,
+    ) -> CoreResult<BaseInfo> {
         let meta = std::fs::metadata(source).map_err(|e| {
             CoreError::invalid(format!("cannot read base source {}: {e}", source.display()))
         })?;
@@ -63,15 +73,18 @@ impl BoxService {
         self.build_base(reference, force, label, move |dest| {
             let mut cmd = if meta.is_dir() {
                 let mut c = std::process::Command::new("cp");
-                c.arg("-a").arg("--reflink=auto").arg(src.join(".")).arg(dest);
+                c.arg("-a")
+                    .arg("--reflink=auto")
+                    .arg(src.join("."))
+                    .arg(dest);
                 c
             } else {
                 let mut c = std::process::Command::new("tar");
-                c.arg("-xpf")
-                    .arg(&src)
-                    .arg("-C")
-                    .arg(dest)
-                    .args(["--numeric-owner", "--xattrs", "--xattrs-include=*"]);
+                c.arg("-xpf").arg(&src).arg("-C").arg(dest).args([
+                    "--numeric-owner",
+                    "--xattrs",
+                    "--xattrs-include=*",
+                ]);
                 c
             };
             run(&mut cmd)
@@ -126,7 +139,9 @@ impl BoxService {
             if !force {
                 return Err(CoreError::Conflict {
                     code: "base_exists",
-                    message: format!("base \"{alias}:{tag}\" already exists (use --force to replace it)"),
+                    message: format!(
+                        "base \"{alias}:{tag}\" already exists (use --force to replace it)"
+                    ),
                 });
             }
             let vol = Subvol::base(&alias, &tag);
@@ -150,7 +165,9 @@ impl BoxService {
         })
         .await
         .map_err(|e| CoreError::internal("building the base panicked", e))?;
-        built.map_err(|e| CoreError::internal(format!("building base \"{alias}:{tag}\" failed"), e))?;
+        built.map_err(|e| {
+            CoreError::internal(format!("building base \"{alias}:{tag}\" failed"), e)
+        })?;
         let record = BaseRecord {
             alias: alias.clone(),
             tag: tag.clone(),
@@ -179,7 +196,16 @@ impl BoxService {
 fn prepare_root(root: &Path) -> Result<(), String> {
     use crate::fsutil;
     let fd = fsutil::open_root(root).map_err(|e| format!("opening {}: {e}", root.display()))?;
-    for dir in ["etc", "etc/profile.d", "root", "tmp", "run", "proc", "sys", "dev"] {
+    for dir in [
+        "etc",
+        "etc/profile.d",
+        "root",
+        "tmp",
+        "run",
+        "proc",
+        "sys",
+        "dev",
+    ] {
         fsutil::create_dir_all_in_root(&fd, Path::new(dir), 0o755)
             .map_err(|e| format!("creating /{dir} in the base: {e}"))?;
     }
