@@ -7,6 +7,7 @@ mod auth;
 mod bases;
 mod boxes;
 mod error;
+mod exec;
 
 use std::sync::Arc;
 
@@ -42,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{one}/delete-status"), get(boxes::delete_status))
         .route(&format!("{one}/stop"), post(boxes::stop))
         .route(&format!("{one}/resume"), post(boxes::resume))
+        .route(&format!("{one}/exec"), post(exec::exec_run))
+        .route(&format!("{one}/exec/ws"), get(exec::exec_ws))
+        .route(&format!("{one}/console"), get(exec::console_ws))
+        .route(&format!("{one}/logs"), get(exec::logs))
         .route("/v1/bases", get(bases::list))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -9,6 +9,7 @@ mod bases;
 mod boxes;
 mod delete;
 mod error;
+mod exec;
 mod locks;
 mod reconcile;
 pub mod rules;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use boxes::ListQuery;
 pub use error::{CoreError, CoreResult};
+pub use exec::LogSource;
 pub use reconcile::ReconcileReport;
 pub use rules::ResourceLimits;
 
