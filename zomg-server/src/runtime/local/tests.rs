@@ -278,6 +278,8 @@ async fn box_has_tini_identity_env_limits_and_loopback() {
     assert_eq!(flags & 1, 1, "lo is down: flags {flags:#x}");
     let ping = b.run(&["ping", "-c", "1", "-W", "2", "127.0.0.1"]).await;
     assert_eq!(ping.status, ExitStatus::Code(0), "ping failed: {ping:?}");
+    let nofile = b.run(&["sh", "-c", "ulimit -n"]).await.stdout;
+    assert_eq!(nofile.trim(), super::bundle::nofile_limit().to_string());
     // No CAP_SYS_ADMIN: mounting fails.
     let mount = b.run(&["mount", "-t", "tmpfs", "x", "/mnt"]).await;
     assert_ne!(
@@ -629,6 +631,32 @@ async fn stop_sends_term_then_kill_after_grace_and_start_again_works() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_box_is_stopped_and_start_replaces_it() {
+    let b = TestBox::default();
+    b.start().await;
+    let RunState::Running { pid } = b.rt.state(b.id()).await.expect("state") else {
+        panic!("box not running");
+    };
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill init");
+    wait_for("init to die", || {
+        super::state::ProcStat::read(pid).is_none_or(|s| s.is_dead())
+    })
+    .await;
+    assert_eq!(b.rt.state(b.id()).await.expect("state"), RunState::Stopped);
+    assert_eq!(b.rt.list().await.expect("list"), vec![b.id().to_string()]);
+    assert!(matches!(
+        b.rt.exec(b.id(), spec(&["true"])).await,
+        Err(RuntimeError::NotRunning(_))
+    ));
+    b.start().await;
+    assert_eq!(b.run(&["true"]).await.status, ExitStatus::Code(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_a_running_box_fails_and_a_failed_start_leaves_nothing() {
     let b = TestBox::default();
     b.start().await;
@@ -732,6 +760,20 @@ async fn latencies() {
         assert_eq!(b.run(&["true"]).await.status, ExitStatus::Code(0));
         execs.push(t.elapsed());
     }
+    // The floor: runc alone, spawned the same way, without reading anything back.
+    let mut raw = Vec::new();
+    for _ in 0..15 {
+        let t = Instant::now();
+        let status = tokio::process::Command::new("runc")
+            .arg("--root")
+            .arg(b.rt.state_dir().join("runc"))
+            .args(["exec", b.id(), "true"])
+            .status()
+            .await
+            .expect("runc exec");
+        assert!(status.success());
+        raw.push(t.elapsed());
+    }
     for _ in 0..7 {
         let t = Instant::now();
         let tty = ExecSpec {
@@ -745,8 +787,10 @@ async fn latencies() {
         ttys.push(t.elapsed());
     }
     let (start, stop, exec, tty) = (median(starts), median(stops), median(execs), median(ttys));
+    let raw = median(raw);
     eprintln!(
-        "latency medians: start {start:?}, stop {stop:?}, exec true {exec:?}, tty exec true {tty:?}"
+        "latency medians: start {start:?}, stop {stop:?}, exec true {exec:?} \
+         (bare runc exec {raw:?}), tty exec true {tty:?}"
     );
     assert!(start < Duration::from_millis(500), "start median {start:?}");
     assert!(stop < Duration::from_millis(500), "stop median {stop:?}");
