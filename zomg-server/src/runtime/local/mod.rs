@@ -203,7 +203,12 @@ impl LocalRuntime {
     }
 
     fn exec_files(&self, id: &str) -> ExecFiles {
-        let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        // The server's pid keeps names apart even if two processes share a state dir.
+        let n = format!(
+            "{}-{}",
+            std::process::id(),
+            self.inner.seq.fetch_add(1, Ordering::Relaxed)
+        );
         let scratch = self.inner.layout.scratch(id);
         ExecFiles {
             runc_log: scratch.join(format!("exec-{n}.json")),
