@@ -17,12 +17,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// CPU, memory and process limits of a box.
+/// CPU, memory and process limits of a box. A zero field means "no limit".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resources {
-    /// CPU limit in millicores (1000 = one core).
+    /// CPU limit in millicores (1000 = one core), as a CFS quota over a 100 ms period.
     pub millicpus: u32,
-    /// Memory limit in MiB.
+    /// Memory limit in MiB (memory + swap: a box never swaps past it).
     pub memory_mb: u64,
     /// Maximum number of processes.
     pub pids: u32,
@@ -58,7 +58,8 @@ pub struct BoxSpec {
     pub mounts: Vec<BindMount>,
 }
 
-/// What the runtime knows about a box.
+/// What the runtime knows about a box. After [`Runtime::stop`] a box is `Missing`: stop
+/// removes the container (its bundle stays for the next start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
     /// The box's init is running with this host pid.
@@ -66,7 +67,7 @@ pub enum RunState {
         /// Host pid of the box's pid 1.
         pid: u32,
     },
-    /// The runtime has the container but its init has exited.
+    /// The runtime has the container but its init has exited (it died on its own).
     Stopped,
     /// The runtime has no container by that id.
     Missing,
@@ -79,15 +80,20 @@ pub struct ExecSpec {
     pub argv: Vec<String>,
     /// Extra environment on top of the box's.
     pub env: BTreeMap<String, String>,
-    /// Working directory inside the box (default `/root`).
+    /// Working directory inside the box (default `/root`, or `/` when the base has no
+    /// `/root`). A missing directory fails the exec with [`RuntimeError::Exec`].
     pub cwd: Option<String>,
-    /// `uid[:gid]` to run as (default root).
+    /// Numeric `uid[:gid]` to run as (default `0:0`); names are resolved by the caller.
     pub user: Option<String>,
     /// Allocate a terminal of this size (cols, rows); stdout and stderr are merged.
     pub tty: Option<(u16, u16)>,
 }
 
-/// How a command ended.
+/// How a command ended. A command that cannot be found ends with `Code(127)`, one that
+/// cannot be executed with `Code(126)`, as in a shell. The local runtime learns the status
+/// from runc, which reports a signal N as code 128 + N: codes 129..=159 come back as
+/// `Signal`, also when the command itself exited with such a code ([`ExitStatus::code`] is
+/// the same either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     /// Exited with this code.
@@ -113,7 +119,9 @@ pub type InputStream = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// A running command inside a box.
 pub struct ExecProcess {
-    /// The command's stdin; dropping it closes stdin (EOF).
+    /// The command's stdin; dropping it closes stdin (EOF). With a tty, dropping it does
+    /// nothing (an idle interactive session must not end by accident) and `shutdown()`
+    /// sends the terminal's end-of-file character (^D).
     pub stdin: Option<InputStream>,
     /// The command's stdout (with a tty: the terminal output).
     pub stdout: Option<OutputStream>,
@@ -121,7 +129,8 @@ pub struct ExecProcess {
     pub stderr: Option<OutputStream>,
     /// Resizes the terminal (no-op without a tty).
     pub resizer: Option<Box<dyn Resizer>>,
-    /// Resolves when the command ends.
+    /// Resolves when the command ends. Reading stdout/stderr to EOF is independent of it:
+    /// drive them concurrently (a full pipe blocks the command).
     pub wait: Pin<Box<dyn std::future::Future<Output = RuntimeResult<ExitStatus>> + Send>>,
 }
 
