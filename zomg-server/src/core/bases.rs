@@ -180,7 +180,7 @@ impl BoxService {
             return Err(match e {
                 StoreError::Conflict(m) => CoreError::Conflict {
                     code: "base_exists",
-                    message: format!("{m}"),
+                    message: m,
                 },
                 e => e.into(),
             });

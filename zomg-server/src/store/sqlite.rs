@@ -214,39 +214,36 @@ fn mounts_json(b: &BoxRecord) -> String {
     )
 }
 
-fn read_volume(
-    r: &Row<'_>,
-) -> rusqlite::Result<(String, String, String, Option<i64>, Option<String>, String)> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
+/// The columns of a volume row, as stored.
+struct RawVolume {
+    id: String,
+    project: String,
+    name: String,
+    size_gb: Option<u64>,
+    owner_box_id: Option<String>,
+    created_at: String,
 }
 
-fn decode_volume(
-    (id, project, name, size_gb, owner_box_id, created): (
-        String,
-        String,
-        String,
-        Option<i64>,
-        Option<String>,
-        String,
-    ),
-) -> StoreResult<VolumeRecord> {
-    let what = format!("volume {id}");
+fn read_volume(r: &Row<'_>) -> rusqlite::Result<RawVolume> {
+    Ok(RawVolume {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        name: r.get(2)?,
+        size_gb: r.get(3)?,
+        owner_box_id: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
+fn decode_volume(raw: RawVolume) -> StoreResult<VolumeRecord> {
+    let what = format!("volume {}", raw.id);
     Ok(VolumeRecord {
-        project: project.parse().map_err(|e| corrupt(&what, e))?,
-        name: name.parse().map_err(|e| corrupt(&what, e))?,
-        size_gb: size_gb
-            .map(|g| u64::try_from(g).map_err(|e| corrupt(&what, e)))
-            .transpose()?,
-        owner_box_id,
-        created_at: parse_ts(&what, &created)?,
-        id,
+        project: raw.project.parse().map_err(|e| corrupt(&what, e))?,
+        name: raw.name.parse().map_err(|e| corrupt(&what, e))?,
+        size_gb: raw.size_gb,
+        owner_box_id: raw.owner_box_id,
+        created_at: parse_ts(&what, &raw.created_at)?,
+        id: raw.id,
     })
 }
 
