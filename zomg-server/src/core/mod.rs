@@ -172,3 +172,6 @@ fn new_id(prefix: &str) -> String {
     let bytes: [u8; 8] = rand::random();
     format!("{prefix}-{}", hex::encode(bytes))
 }
+
+#[cfg(test)]
+mod tests;
