@@ -61,6 +61,10 @@ pub struct FakeContainer {
     pub running: bool,
     /// Limits in force (from start, then from updates).
     pub resources: Resources,
+    /// Frozen by [`Runtime::freeze`] and not thawed since.
+    pub frozen: bool,
+    /// How many times it was frozen.
+    pub freezes: u32,
     /// Next pid handed to a background process.
     next_pid: u32,
 }
@@ -172,6 +176,8 @@ impl Runtime for FakeRuntime {
             pid: 10_000 + state.next_host_pid,
             running: true,
             resources: spec.resources,
+            frozen: false,
+            freezes: 0,
             next_pid: 2,
         };
         let b = state
@@ -229,6 +235,33 @@ impl Runtime for FakeRuntime {
             return Err(RuntimeError::NotRunning(id.to_string()));
         }
         container.resources = resources;
+        Ok(())
+    }
+
+    async fn freeze(&self, id: &str) -> RuntimeResult<()> {
+        let mut state = self.lock();
+        let container = state
+            .boxes
+            .get_mut(id)
+            .and_then(|b| b.container.as_mut())
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        if !container.running {
+            return Err(RuntimeError::NotRunning(id.to_string()));
+        }
+        container.frozen = true;
+        container.freezes += 1;
+        Ok(())
+    }
+
+    async fn thaw(&self, id: &str) -> RuntimeResult<()> {
+        if let Some(c) = self
+            .lock()
+            .boxes
+            .get_mut(id)
+            .and_then(|b| b.container.as_mut())
+        {
+            c.frozen = false;
+        }
         Ok(())
     }
 

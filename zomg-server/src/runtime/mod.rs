@@ -203,6 +203,17 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// Applies new CPU/memory limits to a running box without restarting it.
     async fn update_resources(&self, id: &str, resources: Resources) -> RuntimeResult<()>;
 
+    /// Freezes every process of a running box (the cgroup freezer), so that several
+    /// snapshots of its filesystems see one instant. Processes finish the system call they
+    /// are in and then stop being scheduled until [`Runtime::thaw`]. Fails with `NotRunning`
+    /// or `NotFound` for a box that does not run, and with `Failed` when the box does not
+    /// reach the frozen state in time (it is thawed again before the error returns).
+    async fn freeze(&self, id: &str) -> RuntimeResult<()>;
+
+    /// Lets a frozen box run again. Thawing a box that is not frozen (or not running)
+    /// succeeds.
+    async fn thaw(&self, id: &str) -> RuntimeResult<()>;
+
     /// Kills and removes everything the runtime holds for the box: container, cgroups,
     /// bundle and logs. Idempotent.
     async fn remove(&self, id: &str) -> RuntimeResult<()>;

@@ -24,6 +24,7 @@
 mod bundle;
 mod cgroup;
 mod exec;
+mod freeze;
 mod idle;
 mod layout;
 mod netns;
@@ -45,6 +46,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use self::exec::ExecFiles;
+use self::freeze::Freezer;
 use self::layout::{Layout, check_id, check_instance};
 use self::reaper::ProcessHandle;
 use self::runc::Runc;
@@ -56,6 +58,10 @@ use super::{
 
 /// How long a SIGKILLed init may take to exit before `stop`/`remove` give up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `freeze` waits for every task of a box to stop (a task in uninterruptible sleep,
+/// e.g. on a hung network filesystem, cannot freeze).
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Settings of a [`LocalRuntime`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,6 +416,10 @@ impl Runtime for LocalRuntime {
         let handle = ProcessHandle::open(st.init_process_pid, Some(st.init_process_start))
             .map_err(|e| Self::fail(id, "open box init", e))?;
         if let Some(handle) = handle.filter(|_| st.init_alive()) {
+            // A frozen task (a crash during a fork's snapshots) would not act on signals.
+            if let Ok(freezer) = Freezer::of(&st) {
+                freezer.thaw().ok();
+            }
             if !grace.is_zero() {
                 self.terminate(id, &st, &handle, grace).await;
             }
@@ -449,6 +459,30 @@ impl Runtime for LocalRuntime {
             .map_err(|e| Self::fail(id, "runc update", e))
     }
 
+    async fn freeze(&self, id: &str) -> RuntimeResult<()> {
+        let lock = self.lock(id);
+        let _guard = lock.lock().await;
+        let st = self.running(id)?;
+        let freezer = Freezer::of(&st).map_err(|e| Self::fail(id, "freeze", e))?;
+        freezer
+            .freeze(FREEZE_TIMEOUT)
+            .await
+            .map_err(|e| Self::fail(id, "freeze", e))
+    }
+
+    async fn thaw(&self, id: &str) -> RuntimeResult<()> {
+        check_id(id)?;
+        let lock = self.lock(id);
+        let _guard = lock.lock().await;
+        let Some(st) = self.container(id)? else {
+            return Ok(());
+        };
+        let Ok(freezer) = Freezer::of(&st) else {
+            return Ok(());
+        };
+        freezer.thaw().map_err(|e| Self::fail(id, "thaw", e))
+    }
+
     async fn remove(&self, id: &str) -> RuntimeResult<()> {
         check_id(id)?;
         let lock = self.lock(id);
@@ -457,6 +491,9 @@ impl Runtime for LocalRuntime {
         let mut cgroup_dirs = cgroup::existing_dirs(&self.inner.layout.cgroups_path(id));
         if let Some(st) = self.container(id)? {
             cgroup_dirs.extend(st.cgroup_paths.values().cloned());
+            if let Ok(freezer) = Freezer::of(&st) {
+                freezer.thaw().ok();
+            }
             match ProcessHandle::open(st.init_process_pid, Some(st.init_process_start)) {
                 Ok(Some(handle)) if st.init_alive() => {
                     if let Err(e) = self.kill_init(id, &handle).await {

@@ -560,6 +560,70 @@ async fn update_resources_applies_live() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freeze_stops_every_process_until_thaw() {
+    let b = TestBox::default();
+    b.start().await;
+    // A background counter: it advances only while the box is thawed.
+    b.rt.exec_detached(
+        b.id(),
+        spec(&[
+            "sh",
+            "-c",
+            "n=0; while true; do n=$((n+1)); echo $n > /tmp/n; done",
+        ]),
+    )
+    .await
+    .expect("start counter");
+    let counter = || async { b.run(&["cat", "/tmp/n"]).await.stdout.trim().to_string() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter().await.is_empty() {
+        assert!(Instant::now() < deadline, "the counter did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.rt.freeze(b.id()).await.expect("freeze");
+    assert_eq!(b.cgroup("freezer", "freezer.state"), "FROZEN");
+    let pid_file = format!(
+        "/sys/fs/cgroup/freezer{}/{}/cgroup.procs",
+        b.rt.cgroup_parent(),
+        b.id()
+    );
+    let procs = std::fs::read_to_string(&pid_file).expect("procs");
+    let counter_pid: u32 = procs
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .max()
+        .expect("a process in the box");
+    let stat = || {
+        std::fs::read_to_string(format!("/proc/{counter_pid}/stat"))
+            .map(|s| s.split_whitespace().nth(13).unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    let utime = stat();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(stat(), utime, "a frozen process got CPU time");
+    // Freezing twice is fine; thawing lets it run again.
+    b.rt.freeze(b.id()).await.expect("freeze again");
+    b.rt.thaw(b.id()).await.expect("thaw");
+    assert_eq!(b.cgroup("freezer", "freezer.state"), "THAWED");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_ne!(stat(), utime, "the counter runs after thaw");
+    b.rt.thaw(b.id()).await.expect("thawing a thawed box");
+    assert!(matches!(
+        b.rt.freeze("no-such-box").await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    b.rt.thaw("no-such-box")
+        .await
+        .expect("thawing a missing box");
+    // A box left frozen (a server crash mid-fork) still stops.
+    b.rt.freeze(b.id()).await.expect("freeze before stop");
+    b.rt.stop(b.id(), Duration::from_millis(200))
+        .await
+        .expect("stop a frozen box");
+    assert_eq!(b.rt.state(b.id()).await.unwrap(), RunState::Missing);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_sends_term_then_kill_after_grace_and_start_again_works() {
     let b = TestBox::default();
     b.start().await;
