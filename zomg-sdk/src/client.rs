@@ -202,7 +202,7 @@ impl Client {
     }
 
     /// Sends a request and decodes the JSON answer.
-    async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+    pub(crate) async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
         let response = self.send(request).await?;
         decode(response, |e| self.transport_error(e)).await
     }

@@ -12,6 +12,7 @@ mod target;
 mod tls;
 pub mod types;
 pub mod units;
+mod volumes;
 mod wait;
 
 pub use client::{Client, ListOptions, ProjectScope};
@@ -28,7 +29,9 @@ pub use target::{
 };
 pub use tls::{TlsTrust, tls_config};
 pub use types::{
-    BaseInfo, BaseList, BoxConfig, BoxInfo, BoxList, BoxStatus, CreateBox, DataMount,
+    BaseInfo, BaseList, BoxConfig, BoxInfo, BoxList, BoxStatus, CreateBox, CreateVolume, DataMount,
     DataMountSpec, DeleteState, DeleteStatus, ErrorBody, UpdateBox, VersionInfo, VolumeInfo,
+    VolumeList,
 };
+pub use volumes::VolumeRef;
 pub use wait::poll_until;

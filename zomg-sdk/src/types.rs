@@ -310,6 +310,26 @@ pub struct VolumeInfo {
     pub created_at: DateTime<Utc>,
 }
 
+/// Body of `POST /v1/projects/{project}/volumes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateVolume {
+    /// Name of the new volume (`^[a-zA-Z0-9_.-]+$`), unique in the project.
+    pub name: String,
+    /// Size limit in GB; with `from` and no size, the source's limit is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_gb: Option<u64>,
+    /// Start as a snapshot of this volume of the same project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+/// Answer of `GET /v1/projects/{project}/volumes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeList {
+    /// The project's volumes, ordered by name (fork volumes owned by a box are not listed).
+    pub volumes: Vec<VolumeInfo>,
+}
+
 /// Answer of `GET /version`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {

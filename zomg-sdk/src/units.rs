@@ -55,6 +55,23 @@ pub fn format_cpus(millicpus: u32) -> String {
     }
 }
 
+/// Formats a byte count for people, in powers of 1024 with one decimal: `512 B`, `12.3 MiB`,
+/// `1.0 GiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Round first, so that 1023.96 KiB prints as 1.0 MiB rather than 1024.0 KiB.
+    while (value * 10.0).round() / 10.0 >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +114,23 @@ mod tests {
         }
         for s in ["", "0", "G", "12X", "-1G", "512K", "1.2.3G"] {
             assert!(parse_memory_mb(s).is_err(), "{s:?} should fail");
+        }
+    }
+
+    #[test]
+    fn bytes() {
+        for (b, s) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1536, "1.5 KiB"),
+            (12_897_485, "12.3 MiB"),
+            (1024 * 1024 - 1, "1.0 MiB"),
+            (1 << 30, "1.0 GiB"),
+            (5 << 40, "5.0 TiB"),
+            (u64::MAX, "16.0 EiB"),
+        ] {
+            assert_eq!(format_bytes(b), s, "{b}");
         }
     }
 }
