@@ -8,6 +8,7 @@ mod bases;
 mod boxes;
 mod error;
 mod exec;
+mod volumes;
 
 use std::sync::Arc;
 
@@ -48,6 +49,14 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{one}/console"), get(exec::console_ws))
         .route(&format!("{one}/logs"), get(exec::logs))
         .route("/v1/bases", get(bases::list))
+        .route(
+            "/v1/projects/{project}/volumes",
+            get(volumes::list).post(volumes::create),
+        )
+        .route(
+            "/v1/projects/{project}/volumes/{name}",
+            get(volumes::show).delete(volumes::delete),
+        )
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

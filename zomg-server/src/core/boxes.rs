@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tracing::{info, warn};
+use zomg_sdk::units::format_bytes;
 use zomg_sdk::{
     BoxConfig, BoxInfo, BoxList, BoxName, BoxStatus, CreateBox, ProjectName, UpdateBox,
 };
@@ -33,6 +34,17 @@ pub struct ListQuery {
     pub max_results: Option<usize>,
     /// The `next_continuation_token` of the previous page.
     pub continuation_token: Option<String>,
+}
+
+/// What a create asks for beyond names: each `None` takes the default (or, for a fork, the
+/// source's value).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Requested {
+    pub millicpus: Option<u32>,
+    pub ram_mb: Option<u64>,
+    pub storage_gb: Option<u64>,
+    pub port: Option<u16>,
+    pub grace_seconds: Option<u32>,
 }
 
 impl BoxService {
@@ -124,44 +136,22 @@ impl BoxService {
         })
     }
 
-    /// Creates a box from a base and starts it; answers once it runs. A failure leaves
-    /// nothing behind: no record, no root subvolume, no container.
+    /// Creates a box from a base (or, with `fork`, as a clone of another box) and starts
+    /// it; answers once it runs. A failure leaves nothing behind: no record, no root or fork
+    /// volume subvolume, no container.
     pub async fn create(&self, project: &ProjectName, req: CreateBox) -> CoreResult<BoxInfo> {
         let name =
             BoxName::new(req.name.as_str()).map_err(|e| CoreError::invalid(e.to_string()))?;
         if req.fork.is_some() && req.base.is_some() {
             return Err(CoreError::invalid("--base cannot be used with --fork"));
         }
-        if req.fork.is_some() {
-            return Err(CoreError::invalid(
-                "fork is not supported by this server yet",
-            ));
-        }
-        if !req.data_mounts.is_empty() {
-            return Err(CoreError::invalid(
-                "data volumes are not supported by this server yet",
-            ));
-        }
         rules::check_environment(&req.environment)?;
         rules::check_tags(&req.tags)?;
+        let asked = self.requested(&req)?;
+        if req.fork.is_some() {
+            return self.fork(project, name, req, asked).await;
+        }
         let s = self.settings();
-        let millicpus = match req.cpus {
-            Some(c) => s.limits.check_cpus(c)?,
-            None => s.default_millicpus,
-        };
-        let ram_mb = match req.ram_mb {
-            Some(m) => s.limits.check_ram_mb(m)?,
-            None => s.default_ram_mb,
-        };
-        let storage_gb = req.storage_gb.map(rules::check_storage_gb).transpose()?;
-        let port = req
-            .port
-            .map(|p| rules::check_port(u64::from(p)))
-            .transpose()?;
-        let grace = match req.termination_grace_period_seconds {
-            Some(g) => rules::check_grace(u64::from(g))?,
-            None => s.default_grace_seconds,
-        };
         let base_ref = req.base.as_deref().unwrap_or(&s.default_base);
         let (alias, tag) = rules::parse_base_ref(base_ref)?;
         let base_vol = Subvol::base(&alias, &tag);
@@ -172,8 +162,16 @@ impl BoxService {
                 message: format!("base \"{alias}:{tag}\" not found (see `zomg base list`)"),
             });
         }
+        if let Some(gb) = asked.storage_gb {
+            self.check_storage_fits(gb, &base_vol, &format!("base \"{alias}:{tag}\""))
+                .await?;
+        }
 
         let _guard = self.inner.locks.lock(&Self::lock_key(project, &name)).await;
+        let volume_guards = self
+            .lock_keys(Self::mount_lock_keys(project, &req.data_mounts))
+            .await;
+        let data_mounts = self.resolve_mounts(project, &req.data_mounts, &[])?;
         let now = Utc::now();
         let mut record = BoxRecord {
             id: new_id("b"),
@@ -182,38 +180,29 @@ impl BoxService {
             status: BoxStatus::Creating,
             status_reason: None,
             base: format!("{alias}:{tag}"),
-            port,
+            port: asked.port,
             tags: req.tags,
             environment: req.environment,
-            data_mounts: Vec::new(),
-            millicpus,
-            ram_mb,
-            storage_gb,
-            termination_grace_seconds: grace,
+            data_mounts,
+            millicpus: asked.millicpus.unwrap_or(s.default_millicpus),
+            ram_mb: asked.ram_mb.unwrap_or(s.default_ram_mb),
+            storage_gb: asked.storage_gb,
+            termination_grace_seconds: asked.grace_seconds.unwrap_or(s.default_grace_seconds),
             forked_from: None,
             published_domains: Vec::new(),
             created_at: now,
             updated_at: now,
         };
-        match self.store().insert_box(&record) {
-            Err(StoreError::Conflict(_)) => {
-                return Err(CoreError::Conflict {
-                    code: "box_exists",
-                    message: format!("box \"{name}\" already exists in project \"{project}\""),
-                });
-            }
-            other => other?,
-        }
+        self.insert_new_box(&record)?;
+        // The record names the mounts now: a volume delete will see this box.
+        drop(volume_guards);
 
-        if let Err(e) = self.provision(&record, &base_vol).await {
-            let cleanup = self.cleanup_after_failed_create(&record).await;
-            return Err(match cleanup {
-                Ok(()) => e,
-                Err(c) => CoreError::internal(
-                    format!("creating box \"{name}\" failed and so did its cleanup"),
-                    format!("{e}; cleanup: {c}"),
-                ),
-            });
+        let provisioned = async {
+            self.create_root(&record, &base_vol).await?;
+            self.start_new(&record).await
+        };
+        if let Err(e) = provisioned.await {
+            return Err(self.undo_create(&record, e).await);
         }
         record.status = BoxStatus::Running;
         record.updated_at = Utc::now();
@@ -222,8 +211,71 @@ impl BoxService {
         Ok(self.to_wire(&record))
     }
 
-    /// Snapshots the base into the box's root, applies its storage limit, starts it.
-    async fn provision(&self, b: &BoxRecord, base: &Subvol) -> CoreResult<()> {
+    /// Checks the resources a create asks for; `None` where it asks for none.
+    fn requested(&self, req: &CreateBox) -> CoreResult<Requested> {
+        let limits = &self.settings().limits;
+        Ok(Requested {
+            millicpus: req.cpus.map(|c| limits.check_cpus(c)).transpose()?,
+            ram_mb: req.ram_mb.map(|m| limits.check_ram_mb(m)).transpose()?,
+            storage_gb: req.storage_gb.map(rules::check_storage_gb).transpose()?,
+            port: req
+                .port
+                .map(|p| rules::check_port(u64::from(p)))
+                .transpose()?,
+            grace_seconds: req
+                .termination_grace_period_seconds
+                .map(|g| rules::check_grace(u64::from(g)))
+                .transpose()?,
+        })
+    }
+
+    /// Refuses a storage limit that `src` (the base, or a fork's source root) already
+    /// fills: the box could not write a byte. The limit counts every byte the root
+    /// references, base included (see [`BoxService::create_root`]).
+    pub(super) async fn check_storage_fits(
+        &self,
+        gb: u64,
+        src: &Subvol,
+        what: &str,
+    ) -> CoreResult<()> {
+        let src = src.clone();
+        let used = self
+            .storage(move |s| s.usage(&src))
+            .await
+            .map_err(|e| CoreError::internal(format!("measuring {what} failed"), e))?;
+        if used >= gb << 30 {
+            return Err(CoreError::Invalid {
+                code: "invalid_storage",
+                message: format!(
+                    "storage {gb}GB is too small: {what} already takes {}",
+                    format_bytes(used)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores the record of a new box; `box_exists` if the name is taken.
+    pub(super) fn insert_new_box(&self, record: &BoxRecord) -> CoreResult<()> {
+        match self.store().insert_box(record) {
+            Err(StoreError::Conflict(_)) => Err(CoreError::Conflict {
+                code: "box_exists",
+                message: format!(
+                    "box \"{}\" already exists in project \"{}\"",
+                    record.name, record.project
+                ),
+            }),
+            other => Ok(other?),
+        }
+    }
+
+    /// Snapshots the base into the box's root and applies its storage limit.
+    ///
+    /// `storage_gb` limits the bytes the root references, the base's included, like the
+    /// disk of a virtual machine holds its operating system: a box on a 300 MiB base with
+    /// `storage_gb: 1` can add about 700 MiB. Writes past it fail inside the box with
+    /// `EDQUOT` ("Disk quota exceeded"); the box keeps running.
+    async fn create_root(&self, b: &BoxRecord, base: &Subvol) -> CoreResult<()> {
         let root = Subvol::root(&b.id);
         let (src, dst, limit) = (base.clone(), root.clone(), b.storage_gb);
         self.storage(move |s| {
@@ -236,22 +288,27 @@ impl BoxService {
         .await
         .map_err(|e| {
             CoreError::internal(format!("creating the root of box \"{}\" failed", b.name), e)
-        })?;
+        })
+    }
+
+    /// Starts the container of a box whose root (and volumes) exist.
+    pub(super) async fn start_new(&self, b: &BoxRecord) -> CoreResult<()> {
         self.runtime()
             .start(&self.box_spec(b))
             .await
             .map_err(|e| CoreError::internal(format!("starting box \"{}\" failed", b.name), e))
     }
 
-    /// Removes whatever a failed create left: container, root subvolume, record.
-    async fn cleanup_after_failed_create(&self, b: &BoxRecord) -> CoreResult<()> {
-        let runtime = self.runtime().remove(&b.id).await;
-        let root = Subvol::root(&b.id);
-        let storage = self.storage(move |s| s.delete(&root)).await;
-        self.store().delete_box(&b.id)?;
-        runtime?;
-        storage?;
-        Ok(())
+    /// Removes whatever a failed create left (container, root, fork volumes, record) and
+    /// returns the create's error, with the cleanup's failure added if there was one.
+    pub(super) async fn undo_create(&self, b: &BoxRecord, error: CoreError) -> CoreError {
+        match self.cleanup_box(b).await {
+            Ok(()) => error,
+            Err(c) => CoreError::internal(
+                format!("creating box \"{}\" failed and so did its cleanup", b.name),
+                format!("{error}; cleanup: {c}"),
+            ),
+        }
     }
 
     /// Stops a box: SIGTERM, the termination grace, SIGKILL. The root is kept. Stopping a

@@ -113,7 +113,7 @@ impl BoxService {
 
     /// Removes the container, the root, the box-owned volumes, then the record. Each step is
     /// idempotent, so a retry after a partial failure picks up where it stopped.
-    async fn cleanup_box(&self, b: &BoxRecord) -> Result<(), String> {
+    pub(super) async fn cleanup_box(&self, b: &BoxRecord) -> Result<(), String> {
         self.runtime()
             .remove(&b.id)
             .await

@@ -10,10 +10,12 @@ mod boxes;
 mod delete;
 mod error;
 mod exec;
+mod fork;
 mod locks;
 mod reconcile;
 pub mod rules;
 mod spec;
+pub mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,3 +177,5 @@ fn new_id(prefix: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod volume_tests;

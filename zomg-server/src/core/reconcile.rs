@@ -5,7 +5,9 @@
 //! - `stopping`: the stop is finished.
 //! - `stopped`/`failed`: a container that should not run is stopped.
 //! - `deleting`: the pending delete operation is resumed.
-//! - Containers and root subvolumes that no record owns are removed and reported.
+//! - Containers and root subvolumes that no record owns are removed and reported, and so
+//!   are volume subvolumes without a record and fork volumes whose box is gone.
+//! - Running boxes are thawed (a crash during a fork's snapshots leaves its source frozen).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -36,6 +38,9 @@ pub struct ReconcileReport {
     pub orphan_containers: Vec<String>,
     /// Root subvolumes no record owns (deleted).
     pub orphan_roots: Vec<String>,
+    /// Volumes nothing owns any more (deleted): `project:name` of a fork volume whose box
+    /// is gone, or the id of a subvolume without a record.
+    pub orphan_volumes: Vec<String>,
 }
 
 impl BoxService {
@@ -49,29 +54,23 @@ impl BoxService {
             let state = self.runtime().state(&b.id).await?;
             match b.status {
                 BoxStatus::Creating => {
-                    let runtime = self.runtime().remove(&b.id).await;
-                    let root = Subvol::root(&b.id);
-                    let storage = self.storage(move |s| s.delete(&root)).await;
-                    match (runtime, storage) {
-                        (Ok(()), Ok(())) => {
-                            self.store().delete_box(&b.id)?;
-                            report.removed_incomplete.push(label);
-                        }
-                        (r, s) => {
-                            let reason = format!(
-                                "interrupted create could not be cleaned up: {}",
-                                r.err()
-                                    .map(|e| e.to_string())
-                                    .or(s.err().map(|e| e.to_string()))
-                                    .unwrap_or_default()
-                            );
+                    // Container, root, the volumes of a half-made fork, record.
+                    match self.cleanup_box(&b).await {
+                        Ok(()) => report.removed_incomplete.push(label),
+                        Err(e) => {
+                            let reason = format!("interrupted create could not be cleaned up: {e}");
                             self.set_status(&mut b, BoxStatus::Failed, Some(reason))?;
                             report.failed.push(label);
                         }
                     }
                 }
                 BoxStatus::Running => {
-                    if !matches!(state, RunState::Running { .. }) {
+                    if matches!(state, RunState::Running { .. }) {
+                        // A crash during a fork's snapshots would leave the source frozen.
+                        if let Err(e) = self.runtime().thaw(&b.id).await {
+                            warn!(box = %label, error = %e, "cannot thaw box");
+                        }
+                    } else {
                         match self.start_existing(&mut b).await {
                             Ok(()) => report.restarted.push(label),
                             Err(_) => report.failed.push(label),
@@ -128,6 +127,39 @@ impl BoxService {
                 let name = root.name.clone();
                 self.storage(move |s| s.delete(&root)).await?;
                 report.orphan_roots.push(name);
+            }
+        }
+        // Volumes: a subvolume without a record is what an interrupted `data create` left;
+        // a fork volume whose box is gone was left by an interrupted delete or create.
+        let volumes = self.store().list_volumes(None)?;
+        let boxes_now: HashSet<String> = self
+            .store()
+            .list_boxes(&BoxFilter::default())?
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        for v in &volumes {
+            if v.owner_box_id
+                .as_ref()
+                .is_some_and(|o| !boxes_now.contains(o))
+            {
+                warn!(volume = %v.name, project = %v.project, "deleting a fork volume whose box is gone");
+                let vol = Subvol::volume(&v.id);
+                self.storage(move |s| s.delete(&vol)).await?;
+                self.store().delete_volume(&v.id)?;
+                report
+                    .orphan_volumes
+                    .push(format!("{}:{}", v.project, v.name));
+            }
+        }
+        let recorded: HashSet<&str> = volumes.iter().map(|v| v.id.as_str()).collect();
+        let subvols = self.storage(|s| s.list(SubvolKind::Volume)).await?;
+        for vol in subvols {
+            if !recorded.contains(vol.name.as_str()) {
+                warn!(subvolume = %vol, "deleting a volume subvolume that no record names");
+                let name = vol.name.clone();
+                self.storage(move |s| s.delete(&vol)).await?;
+                report.orphan_volumes.push(name);
             }
         }
         info!(?report, "reconciled");

@@ -41,6 +41,18 @@ impl BoxService {
         let mut env = b.environment.clone();
         env.extend(injected.clone());
         let storage = &self.inner.storage;
+        let mut mounts: Vec<BindMount> = b
+            .data_mounts
+            .iter()
+            .map(|m| BindMount {
+                source: storage.path(&Subvol::volume(&m.volume_id)),
+                destination: m.path.clone(),
+                read_only: m.read_only,
+            })
+            .collect();
+        // Mounts apply in order: a parent path sorts before the paths under it, so a volume
+        // at /data/cache is mounted onto the volume at /data rather than hidden by it.
+        mounts.sort_by(|a, b| a.destination.cmp(&b.destination));
         BoxSpec {
             id: b.id.clone(),
             hostname: format!("{}.{}", b.name, b.project),
@@ -52,15 +64,7 @@ impl BoxService {
                 memory_mb: b.ram_mb,
                 pids: self.settings().pids_limit,
             },
-            mounts: b
-                .data_mounts
-                .iter()
-                .map(|m| BindMount {
-                    source: storage.path(&Subvol::volume(&m.volume_id)),
-                    destination: m.path.clone(),
-                    read_only: m.read_only,
-                })
-                .collect(),
+            mounts,
         }
     }
 }
