@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use zomg_sdk::{BoxName, BoxRef, DataMountSpec, ProjectName, VolumeName};
+use zomg_sdk::{BoxName, BoxRef, DataMountSpec, ProjectName, VolumeRef};
 
 use crate::parse::{self, Tag};
 
@@ -489,18 +489,21 @@ pub enum PortCommand {
 }
 
 /// `zomg data ...`.
+///
+/// A volume is named `name` (in the project of `-p`, `ZOMG_PROJECT`, ...) or `project:name`.
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
     /// Create a data volume
     Create {
-        /// The volume name
-        name: VolumeName,
-        /// Size limit in GB
+        /// The volume: `name` or `project:name`
+        #[arg(value_name = "VOLUME")]
+        name: VolumeRef,
+        /// Size limit in GB (default: none; with --from, the source's)
         #[arg(long, value_name = "GB", value_parser = parse::gigabytes)]
         size: Option<u64>,
-        /// Start as a snapshot of another volume of the project
-        #[arg(long, value_name = "VOL")]
-        from: Option<VolumeName>,
+        /// Start as a snapshot of another volume of the same project
+        #[arg(long, value_name = "VOLUME")]
+        from: Option<VolumeRef>,
         #[command(flatten)]
         project: ProjectArg,
         #[command(flatten)]
@@ -515,18 +518,19 @@ pub enum DataCommand {
     },
     /// Show one data volume
     Show {
-        /// The volume name
-        name: VolumeName,
+        /// The volume: `name` or `project:name`
+        #[arg(value_name = "VOLUME")]
+        name: VolumeRef,
         #[command(flatten)]
         project: ProjectArg,
         #[command(flatten)]
         output: JsonArg,
     },
-    /// Delete data volumes
+    /// Delete data volumes (refused while a box has one attached)
     Delete {
-        /// The volume names
-        #[arg(required = true)]
-        names: Vec<VolumeName>,
+        /// The volumes: `name` or `project:name`
+        #[arg(value_name = "VOLUME", required = true)]
+        names: Vec<VolumeRef>,
         #[command(flatten)]
         project: ProjectArg,
         #[command(flatten)]

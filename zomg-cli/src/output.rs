@@ -8,7 +8,8 @@ use std::io::{self, Write};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use zomg_sdk::{BaseInfo, BoxInfo};
+use zomg_sdk::units::format_bytes;
+use zomg_sdk::{BaseInfo, BoxInfo, VolumeInfo};
 
 /// How one box delete ended, as `zomg delete` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,6 +53,10 @@ pub trait Printer {
     fn delete_outcome(&mut self, outcome: &DeleteOutcome) -> io::Result<()>;
     /// `zomg base list`.
     fn bases(&mut self, bases: &[BaseInfo]) -> io::Result<()>;
+    /// `zomg data list`.
+    fn volumes(&mut self, volumes: &[VolumeInfo]) -> io::Result<()>;
+    /// `zomg data show`, `data create`: every field of one volume.
+    fn volume_detail(&mut self, v: &VolumeInfo) -> io::Result<()>;
     /// Writes anything buffered; call once at the end.
     fn finish(&mut self) -> io::Result<()>;
 }
@@ -117,6 +122,21 @@ impl<W: Write> TextPrinter<W> {
     pub fn new(out: W) -> Self {
         Self { out }
     }
+
+    /// A `key: value` block, values aligned; an empty value prints as `-`.
+    fn fields(&mut self, fields: &[(&str, String)]) -> io::Result<()> {
+        let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+        for (key, value) in fields {
+            let key = format!("{key}:");
+            writeln!(self.out, "{key:<width$} {}", or_dash(value))?;
+        }
+        Ok(())
+    }
+}
+
+/// A volume's size limit as given at create (`10G`), or `-`.
+fn size(v: &VolumeInfo) -> String {
+    v.size_gb.map_or_else(|| "-".into(), |g| format!("{g}G"))
 }
 
 impl<W: Write> Printer for TextPrinter<W> {
@@ -181,16 +201,15 @@ impl<W: Write> Printer for TextPrinter<W> {
                     .map(|g| g.to_string())
                     .unwrap_or_default(),
             ),
+            (
+                "storage_used",
+                b.storage_used_bytes.map(format_bytes).unwrap_or_default(),
+            ),
         ];
         if let Some(src) = &b.forked_from {
             fields.push(("forked_from", src.clone()));
         }
-        let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-        for (key, value) in fields {
-            let key = format!("{key}:");
-            writeln!(self.out, "{key:<width$} {}", or_dash(&value))?;
-        }
-        Ok(())
+        self.fields(&fields)
     }
 
     fn box_status(&mut self, b: &BoxInfo) -> io::Result<()> {
@@ -219,6 +238,39 @@ impl<W: Write> Printer for TextPrinter<W> {
             })
             .collect();
         write_table(&mut self.out, &["BASE", "CREATED", "SOURCE"], &rows)
+    }
+
+    fn volumes(&mut self, volumes: &[VolumeInfo]) -> io::Result<()> {
+        let rows: Vec<Vec<String>> = volumes
+            .iter()
+            .map(|v| {
+                vec![
+                    v.name.to_string(),
+                    size(v),
+                    v.used_bytes.map_or_else(|| "-".into(), format_bytes),
+                    or_dash(&v.attached_to.join(",")).to_owned(),
+                    time(&v.created_at),
+                ]
+            })
+            .collect();
+        write_table(
+            &mut self.out,
+            &["NAME", "SIZE", "USED", "ATTACHED", "CREATED"],
+            &rows,
+        )
+    }
+
+    fn volume_detail(&mut self, v: &VolumeInfo) -> io::Result<()> {
+        let fields: Vec<(&str, String)> = vec![
+            ("name", v.name.to_string()),
+            ("project", v.project.to_string()),
+            ("id", v.id.clone()),
+            ("size", size(v)),
+            ("used", v.used_bytes.map(format_bytes).unwrap_or_default()),
+            ("attached_to", v.attached_to.join(", ")),
+            ("created_at", time(&v.created_at)),
+        ];
+        self.fields(&fields)
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -277,6 +329,14 @@ impl<W: Write> Printer for JsonPrinter<W> {
 
     fn bases(&mut self, bases: &[BaseInfo]) -> io::Result<()> {
         self.write(bases)
+    }
+
+    fn volumes(&mut self, volumes: &[VolumeInfo]) -> io::Result<()> {
+        self.write(volumes)
+    }
+
+    fn volume_detail(&mut self, v: &VolumeInfo) -> io::Result<()> {
+        self.write(v)
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -367,8 +427,69 @@ data_mounts:       cache=/data:ro
 cpus:              0.5
 ram_mb:            512
 storage_gb:        -
+storage_used:      -
 "
         );
+    }
+
+    fn volume(name: &str, attached: &[&str]) -> VolumeInfo {
+        VolumeInfo {
+            id: format!("v-{name}"),
+            name: name.parse().unwrap(),
+            project: "default".parse().unwrap(),
+            size_gb: (name == "data").then_some(10),
+            used_bytes: Some(12_897_485),
+            attached_to: attached.iter().map(|a| a.to_string()).collect(),
+            owner_box: None,
+            created_at: "2026-11-28T10:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn show_prints_storage_used_for_people() {
+        let mut b = sample("web");
+        b.config.storage_gb = Some(2);
+        b.storage_used_bytes = Some(12_897_485);
+        let out = text(|p| p.box_detail(&b));
+        assert!(
+            out.contains("storage_gb:        2\nstorage_used:      12.3 MiB\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn volume_table_and_detail() {
+        let vols = [volume("data", &["web", "db"]), volume("cache.v2", &[])];
+        assert_eq!(
+            text(|p| p.volumes(&vols)),
+            "\
+NAME      SIZE  USED      ATTACHED  CREATED
+data      10G   12.3 MiB  web,db    2026-11-28T10:00:00Z
+cache.v2  -     12.3 MiB  -         2026-11-28T10:00:00Z
+"
+        );
+        assert_eq!(
+            text(|p| p.volumes(&[])),
+            "NAME  SIZE  USED  ATTACHED  CREATED\n"
+        );
+        assert_eq!(
+            text(|p| p.volume_detail(&vols[0])),
+            "\
+name:        data
+project:     default
+id:          v-data
+size:        10G
+used:        12.3 MiB
+attached_to: web, db
+created_at:  2026-11-28T10:00:00Z
+"
+        );
+        let mut buf = Vec::new();
+        JsonPrinter::new(&mut buf).volumes(&vols).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v[0]["name"], "data");
+        assert_eq!(v[0]["attached_to"], serde_json::json!(["web", "db"]));
+        assert_eq!(v[1]["used_bytes"], 12_897_485);
     }
 
     #[test]

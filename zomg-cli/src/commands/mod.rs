@@ -47,7 +47,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inject(a) => files::inject(a).await,
         Command::Config(c) => config::config(c, &ctx.flags),
         Command::Project(c) => config::project(&ctx, c),
-        Command::Data(c) => volumes::data(c).await,
+        Command::Data(c) => volumes::data(&ctx, c).await,
         Command::Base(c) => bases::base(&ctx, c).await,
         Command::User(c) => users::user(c).await,
         Command::Completions(a) => completions::completions(a),

@@ -6,6 +6,7 @@
 mod completions;
 mod config;
 mod project;
+mod real_server;
 mod rules;
 mod server;
 mod target;

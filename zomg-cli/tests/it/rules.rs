@@ -103,8 +103,6 @@ fn commands_without_sdk_support_say_so() {
         ),
         (&["port", "list", "web", "-j"], "port list"),
         (&["port", "wait", "web", "8080"], "port wait"),
-        (&["data", "create", "cache", "--size", "10"], "data create"),
-        (&["data", "list"], "data list"),
         (&["user", "list", "-j"], "user list"),
         (&["user", "delete", "alice"], "user delete"),
     ];

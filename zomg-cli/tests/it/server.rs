@@ -177,6 +177,7 @@ data_mounts:       cache=/data:rw
 cpus:              2
 ram_mb:            1024
 storage_gb:        10
+storage_used:      -
 ",
         );
 }
