@@ -13,10 +13,12 @@
 //! of the project and must not be copied here.
 //!
 //! # Consistency
-//! Every snapshot holds each write the source's processes completed before the fork began
-//! (btrfs flushes a subvolume's dirty pages into its snapshot), so no `sync` is needed. A
-//! running source with data volumes is frozen (cgroup freezer) for the few milliseconds the
-//! snapshots take, so its root and volumes are captured at one instant. The clone is
+//! Every snapshot holds each write the source's processes completed before the fork began:
+//! btrfs flushes a subvolume's dirty pages into its snapshot, so no `sync` is needed for
+//! that. A running source with data volumes is frozen (cgroup freezer) for the few
+//! milliseconds the snapshots take, so its root and volumes are captured at one instant;
+//! the filesystem is synced (`syncfs`) just before, so that the frozen window does not
+//! include writing out what the box had buffered. The clone is
 //! crash-consistent: it sees the files as they would be after a power cut at that instant —
 //! what applications had written, not what they had only buffered in their own memory. A
 //! stopped source is copied exactly. If the source cannot be frozen (a task stuck in the
@@ -53,6 +55,7 @@ impl BoxService {
         req: CreateBox,
         asked: Requested,
     ) -> CoreResult<BoxInfo> {
+        let began = std::time::Instant::now();
         let source = req.fork.as_deref().unwrap_or_default();
         let src_name =
             BoxName::new(source).map_err(|e| CoreError::invalid(format!("cannot fork: {e}")))?;
@@ -155,6 +158,7 @@ impl BoxService {
 
         // From here on, a failure is undone by deleting the record and everything it names
         // or owns, which is why the copies are recorded before they are made.
+        let prepared = began.elapsed();
         let snapshotted = async {
             for (_, copy) in &copies {
                 self.store().insert_volume(copy)?;
@@ -163,6 +167,7 @@ impl BoxService {
         }
         .await;
         drop(src_guard);
+        let snapshots = began.elapsed() - prepared;
         let provisioned = match snapshotted {
             Ok(()) => {
                 let limited = if storage_gb == src.storage_gb {
@@ -188,7 +193,11 @@ impl BoxService {
         self.store().update_box(&record)?;
         info!(
             box = %record.name, project = %record.project, id = %record.id,
-            source = %src_name, volumes = copies.len(), "box forked"
+            source = %src_name, volumes = copies.len(),
+            prepare_ms = prepared.as_secs_f64() * 1e3,
+            snapshots_ms = snapshots.as_secs_f64() * 1e3,
+            total_ms = began.elapsed().as_secs_f64() * 1e3,
+            "box forked"
         );
         Ok(self.to_wire(&record))
     }
@@ -207,7 +216,16 @@ impl BoxService {
                 .iter()
                 .map(|(from, copy)| (Subvol::volume(from), Subvol::volume(&copy.id))),
         );
-        let frozen = if pairs.len() > 1 && src.status == BoxStatus::Running {
+        let freeze = pairs.len() > 1 && src.status == BoxStatus::Running;
+        if freeze {
+            // Write what the source has buffered while it still runs, so the snapshots
+            // taken while it is frozen only flush the last few milliseconds of writes.
+            let root = Subvol::root(&src.id);
+            if let Err(e) = self.storage(move |s| s.flush(&root)).await {
+                warn!(box = %src.name, project = %src.project, error = %e, "flush before fork failed");
+            }
+        }
+        let frozen = if freeze {
             match self.runtime().freeze(&src.id).await {
                 Ok(()) => true,
                 Err(e) => {

@@ -310,6 +310,19 @@ impl Storage for FakeStorage {
         tree_size(&path).map_err(|e| StorageError::io(format!("measuring {}", path.display()), e))
     }
 
+    fn flush(&self, vol: &Subvol) -> StorageResult<()> {
+        let _state = self.lock();
+        let path = self.existing(vol)?;
+        let dir = fs::File::open(&path)
+            .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
+        rustix::fs::syncfs(&dir).map_err(|e| {
+            StorageError::io(
+                format!("syncing the filesystem of {}", path.display()),
+                e.into(),
+            )
+        })
+    }
+
     fn list(&self, kind: SubvolKind) -> StorageResult<Vec<Subvol>> {
         let _state = self.lock();
         let dir = self.root.join(kind.dir());

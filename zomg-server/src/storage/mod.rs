@@ -230,6 +230,11 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// snapshotted from (what the limit counts).
     fn usage(&self, vol: &Subvol) -> StorageResult<u64>;
 
+    /// Writes the dirty data of the filesystem holding `vol` to disk (`syncfs`). A snapshot
+    /// includes data written before it without this; flushing first makes the snapshot
+    /// itself quick, which matters while the box that writes is frozen for it.
+    fn flush(&self, vol: &Subvol) -> StorageResult<()>;
+
     /// Every subvolume of a kind, for reconciliation and orphan detection.
     fn list(&self, kind: SubvolKind) -> StorageResult<Vec<Subvol>>;
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use zomg_sdk::{BoxInfo, CreateBox, CreateVolume, DataMountSpec};
 use zomg_server::storage::Subvol;
 
-use crate::support::{TestServer, assert_api_error, create, sh, sh_ok, subvolumes};
+use crate::support::{TestServer, assert_api_error, cgroup_file, create, sh, sh_ok, subvolumes};
 
 /// A running box `src` with volumes at `/data` (rw) and `/cfg` (ro), settings, and files
 /// written (not synced) in its root and its data volume.
@@ -99,6 +99,12 @@ async fn a_fork_sees_root_and_volumes_and_then_diverges() {
         },
     )
     .await;
+
+    // The running source was frozen for its snapshots and runs again.
+    assert_eq!(
+        cgroup_file(&server, &src.id, "freezer", "freezer.state"),
+        "THAWED"
+    );
 
     // Inherited settings, merged environment and tags.
     assert_eq!(clone.forked_from.as_deref(), Some("default:src"));

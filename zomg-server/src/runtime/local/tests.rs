@@ -563,50 +563,49 @@ async fn update_resources_applies_live() {
 async fn freeze_stops_every_process_until_thaw() {
     let b = TestBox::default();
     b.start().await;
-    // A background counter: it advances only while the box is thawed.
-    b.rt.exec_detached(
-        b.id(),
-        spec(&[
-            "sh",
-            "-c",
-            "n=0; while true; do n=$((n+1)); echo $n > /tmp/n; done",
-        ]),
-    )
-    .await
-    .expect("start counter");
-    let counter = || async { b.run(&["cat", "/tmp/n"]).await.stdout.trim().to_string() };
+    // A busy background loop: it gets CPU time only while the box is thawed.
+    let busy =
+        b.rt.exec_detached(b.id(), spec(&["sh", "-c", "while true; do :; done"]))
+            .await
+            .expect("start the loop");
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", busy.host_pid))
+            .expect("the loop runs");
+        // utime + stime, after the parenthesised command name.
+        let fields: Vec<u64> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().expect("a tick count"))
+            .collect();
+        fields.iter().sum::<u64>()
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while counter().await.is_empty() {
-        assert!(Instant::now() < deadline, "the counter did not start");
+    let first = cpu_ticks();
+    while cpu_ticks() == first {
+        assert!(Instant::now() < deadline, "the loop never ran");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     b.rt.freeze(b.id()).await.expect("freeze");
     assert_eq!(b.cgroup("freezer", "freezer.state"), "FROZEN");
-    let pid_file = format!(
-        "/sys/fs/cgroup/freezer{}/{}/cgroup.procs",
-        b.rt.cgroup_parent(),
-        b.id()
-    );
-    let procs = std::fs::read_to_string(&pid_file).expect("procs");
-    let counter_pid: u32 = procs
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .max()
-        .expect("a process in the box");
-    let stat = || {
-        std::fs::read_to_string(format!("/proc/{counter_pid}/stat"))
-            .map(|s| s.split_whitespace().nth(13).unwrap_or_default().to_string())
-            .unwrap_or_default()
-    };
-    let utime = stat();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(stat(), utime, "a frozen process got CPU time");
+    let frozen_at = cpu_ticks();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cpu_ticks(), frozen_at, "a frozen process got CPU time");
     // Freezing twice is fine; thawing lets it run again.
     b.rt.freeze(b.id()).await.expect("freeze again");
     b.rt.thaw(b.id()).await.expect("thaw");
     assert_eq!(b.cgroup("freezer", "freezer.state"), "THAWED");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_ne!(stat(), utime, "the counter runs after thaw");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cpu_ticks() == frozen_at {
+        assert!(
+            Instant::now() < deadline,
+            "the loop does not run after thaw"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     b.rt.thaw(b.id()).await.expect("thawing a thawed box");
     assert!(matches!(
         b.rt.freeze("no-such-box").await,

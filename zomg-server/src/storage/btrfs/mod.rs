@@ -326,6 +326,16 @@ impl Storage for BtrfsStorage {
             })
     }
 
+    fn flush(&self, vol: &Subvol) -> StorageResult<()> {
+        let (path, fd) = self.open_subvol(vol)?;
+        rustix::fs::syncfs(&fd).map_err(|e| {
+            StorageError::io(
+                format!("syncing the filesystem of {}", path.display()),
+                e.into(),
+            )
+        })
+    }
+
     fn list(&self, kind: SubvolKind) -> StorageResult<Vec<Subvol>> {
         let dir = self.root.join(kind.dir());
         let mut found = Vec::new();
