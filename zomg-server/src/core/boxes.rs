@@ -12,7 +12,7 @@ use zomg_sdk::{
 use super::error::{CoreError, CoreResult};
 use super::rules::{self, Settings as UpdateSettings};
 use super::{BoxService, new_id};
-use crate::runtime::{Resources, RunState};
+use crate::runtime::{Resources, RunState, RuntimeError};
 use crate::storage::Subvol;
 use crate::store::{BoxFilter, BoxRecord, StoreError};
 
@@ -424,10 +424,20 @@ impl BoxService {
                 memory_mb: b.ram_mb,
                 pids: self.settings().pids_limit,
             };
-            self.runtime()
-                .update_resources(&b.id, resources)
-                .await
-                .map_err(|e| CoreError::internal(format!("resizing box \"{name}\" failed"), e))?;
+            match self.runtime().update_resources(&b.id, resources).await {
+                Ok(()) => {}
+                // The container died on its own: the new limits apply when it is started
+                // again (by resume, or by reconciliation).
+                Err(e @ (RuntimeError::NotRunning(_) | RuntimeError::NotFound(_))) => {
+                    warn!(box = %name, project = %project, error = %e, "box not running; resources apply at its next start");
+                }
+                Err(e) => {
+                    return Err(CoreError::internal(
+                        format!("resizing box \"{name}\" failed"),
+                        e,
+                    ));
+                }
+            }
         }
         b.updated_at = Utc::now();
         self.store().update_box(&b)?;

@@ -21,7 +21,9 @@
 //! include writing out what the box had buffered. The clone is
 //! crash-consistent: it sees the files as they would be after a power cut at that instant —
 //! what applications had written, not what they had only buffered in their own memory. A
-//! stopped source is copied exactly. If the source cannot be frozen (a task stuck in the
+//! stopped source is copied exactly. Only the source's own processes are frozen: a volume it
+//! shares with other running boxes is captured consistently with the source's writes, not
+//! with theirs. If the source cannot be frozen (a task stuck in the
 //! kernel), the fork goes on without it and each subvolume is still consistent on its own.
 //!
 //! # Locks and cost

@@ -891,3 +891,29 @@ async fn reconcile_removes_orphan_volumes_and_thaws_boxes() {
     assert_eq!(subvols.len(), 2);
     assert_eq!(report.orphan_roots, std::slice::from_ref(&clone.id));
 }
+
+#[tokio::test]
+async fn update_of_a_box_whose_container_died_persists_for_its_next_start() {
+    let h = harness();
+    let project = p("default");
+    let web = h.svc.create(&project, create("web", vec![])).await.unwrap();
+    h.runtime.crash(&web.id);
+    let settings = [("MEMORY".to_owned(), "512M".to_owned())].into();
+    let updated = h
+        .svc
+        .update(
+            &project,
+            &n("web"),
+            zomg_sdk::UpdateBox {
+                environment: settings,
+                tags: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.config.ram_mb, 512);
+    h.svc.resume(&project, &n("web")).await.unwrap();
+    let fake = h.runtime.snapshot(&web.id).unwrap();
+    assert_eq!(fake.spec.resources.memory_mb, 512);
+    assert_eq!(fake.container.unwrap().resources.memory_mb, 512);
+}
