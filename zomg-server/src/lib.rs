@@ -14,3 +14,5 @@ pub mod runtime;
 pub mod server;
 pub mod storage;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;

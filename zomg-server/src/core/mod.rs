@@ -18,6 +18,7 @@ mod spec;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use bases::BOOTSTRAP_PACKAGES;
 pub use boxes::ListQuery;
 pub use error::{CoreError, CoreResult};
 pub use exec::LogSource;
