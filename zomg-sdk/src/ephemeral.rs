@@ -73,8 +73,8 @@ impl EphemeralBox {
     /// [`generate_ephemeral_name`]) and returns once it is past `creating`.
     ///
     /// If the create fails in a way that may have left a box behind (the answer was lost,
-    /// or the server failed), or the box never leaves `creating`, the box is force-deleted
-    /// before the error is returned.
+    /// or the server failed with a 5xx), or the box never leaves `creating`, the box is
+    /// force-deleted before the error is returned.
     pub async fn create(client: &Client, project: &ProjectName, create: CreateBox) -> Result<Self> {
         let mut create = create;
         if create.name.is_empty() {
@@ -84,8 +84,9 @@ impl EphemeralBox {
         let info = match client.create_box(project, &create).await {
             Ok(info) => info,
             // The server refused: nothing was created, and a box of that name (if any)
-            // is not ours to delete.
+            // is not ours to delete. Or the request never reached it.
             Err(e) if e.status().is_some_and(|s| s < 500) => return Err(e),
+            Err(e @ Error::Unreachable { .. }) => return Err(e),
             Err(e) => {
                 return Err(with_cleanup(
                     e,
