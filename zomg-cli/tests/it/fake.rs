@@ -279,10 +279,7 @@ async fn session(st: Arc<Shared>, mut ws: WebSocket, console: bool) {
     st.event(format!("start {}", serde_json::to_string(&start).unwrap()));
     if let Some(user) = &start.user {
         let error = format!("user \"{user}\" does not exist in this project");
-        let _ = ws
-            .send(status(json!({"exit_code": 127, "error": error})))
-            .await;
-        return;
+        return finish(ws, json!({"exit_code": 127, "error": error})).await;
     }
     if console || start.tty {
         return shell(st, ws, start).await;
@@ -331,8 +328,16 @@ async fn session(st: Arc<Shared>, mut ws: WebSocket, console: bool) {
             json!({"exit_code": 0})
         }
     };
+    finish(ws, exit).await;
+}
+
+/// Sends the status and a close frame, then reads until the client goes away. A server must
+/// not drop the socket while the client's last frames (stdin EOF, say) are unread: the
+/// kernel would answer with a reset, and the client could lose the status.
+async fn finish(mut ws: WebSocket, exit: Value) {
     let _ = ws.send(status(exit)).await;
     let _ = ws.close().await;
+    while let Some(Ok(_)) = ws.recv().await {}
 }
 
 /// A shell on a "terminal": prints `[tty CxR]` and the prompt `fake$ `, echoes what is
@@ -397,6 +402,5 @@ async fn shell(st: Arc<Shared>, mut ws: WebSocket, start: ExecStart) {
             _ => {}
         }
     }
-    let _ = ws.send(status(json!({ "exit_code": code }))).await;
-    let _ = ws.close().await;
+    finish(ws, json!({ "exit_code": code })).await;
 }

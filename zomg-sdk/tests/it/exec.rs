@@ -204,7 +204,11 @@ async fn session(stream: TcpStream, log: Log) {
         }
         other => panic!("unknown test command {other:?}"),
     }
+    // The closing handshake: read until the client goes away. Dropping the socket with the
+    // client's last frames unread would make the kernel reset the connection, and the
+    // client could lose the status.
     let _ = ws.close(None).await;
+    while let Some(Ok(_)) = ws.next().await {}
 }
 
 fn client(url: &str) -> Client {

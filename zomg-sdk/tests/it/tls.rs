@@ -146,7 +146,7 @@ fn serve_ws() -> (u16, mpsc::Receiver<Option<String>>) {
         status.extend_from_slice(br#"{"exit_code":7}"#);
         ws.send(Message::Binary(status.into())).unwrap();
         let _ = ws.close(None);
-        let _ = ws.flush();
+        while ws.read().is_ok() {}
     });
     (port, rx)
 }
