@@ -349,7 +349,7 @@ pub struct LogsArgs {
     pub pid: u32,
     /// Print only the last N lines
     #[arg(short = 'l', long = "lines", value_name = "N")]
-    pub lines: Option<u64>,
+    pub lines: Option<u32>,
     /// Keep streaming until the process exits
     #[arg(short, long)]
     pub follow: bool,

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use zomg_sdk::{BaseInfo, BoxInfo};
+use zomg_sdk::{BaseInfo, BoxInfo, ExecResult, LogOutput};
 
 /// How one box delete ended, as `zomg delete` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,6 +52,10 @@ pub trait Printer {
     fn delete_outcome(&mut self, outcome: &DeleteOutcome) -> io::Result<()>;
     /// `zomg base list`.
     fn bases(&mut self, bases: &[BaseInfo]) -> io::Result<()>;
+    /// `zomg exec --bg`: the started process (text: `pid=<n>`).
+    fn background_exec(&mut self, result: &ExecResult) -> io::Result<()>;
+    /// `zomg logs` without `--follow` (text: the log as it is).
+    fn log_output(&mut self, log: &LogOutput) -> io::Result<()>;
     /// Writes anything buffered; call once at the end.
     fn finish(&mut self) -> io::Result<()>;
 }
@@ -221,6 +225,17 @@ impl<W: Write> Printer for TextPrinter<W> {
         write_table(&mut self.out, &["BASE", "CREATED", "SOURCE"], &rows)
     }
 
+    fn background_exec(&mut self, result: &ExecResult) -> io::Result<()> {
+        match result.pid {
+            Some(pid) => writeln!(self.out, "pid={pid}"),
+            None => Ok(()),
+        }
+    }
+
+    fn log_output(&mut self, log: &LogOutput) -> io::Result<()> {
+        self.out.write_all(log.output.as_bytes())
+    }
+
     fn finish(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -277,6 +292,14 @@ impl<W: Write> Printer for JsonPrinter<W> {
 
     fn bases(&mut self, bases: &[BaseInfo]) -> io::Result<()> {
         self.write(bases)
+    }
+
+    fn background_exec(&mut self, result: &ExecResult) -> io::Result<()> {
+        self.write(result)
+    }
+
+    fn log_output(&mut self, log: &LogOutput) -> io::Result<()> {
+        self.write(log)
     }
 
     fn finish(&mut self) -> io::Result<()> {

@@ -2,8 +2,11 @@
 
 mod client;
 mod env;
+mod ephemeral;
 mod error;
+mod exec;
 pub mod exec_types;
+mod logs;
 mod names;
 mod project;
 mod refs;
@@ -16,8 +19,11 @@ mod wait;
 
 pub use client::{Client, ListOptions, ProjectScope};
 pub use env::process_env;
+pub use ephemeral::{EPHEMERAL_START_TIMEOUT, EphemeralBox, generate_ephemeral_name};
 pub use error::{ApiError, Error, Result};
+pub use exec::{ExecOutput, ExecReader, ExecSession, ExecStdin};
 pub use exec_types::{ExecExit, ExecRequest, ExecResult, ExecStart, LogOutput, TerminalSize};
+pub use logs::LogStream;
 pub use names::{BoxName, DEFAULT_PROJECT, NameError, ProjectName, TagKey, TagValue, VolumeName};
 pub use project::{ProjectSource, ResolvedProject, git_root, resolve_project};
 pub use refs::{BoxPath, BoxRef, RefError, ResolvedBox, ResolvedRef, ephemeral_box_name};

@@ -5,7 +5,10 @@
 
 mod completions;
 mod config;
+mod exec;
+mod fake;
 mod project;
+mod pty;
 mod rules;
 mod server;
 mod target;
