@@ -75,7 +75,10 @@ pub fn time_cmd(cmd: &mut Command) -> Result<Duration> {
         .with_context(|| format!("running {cmd:?}"))?;
     let elapsed = start.elapsed();
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(elapsed)
 }
@@ -150,7 +153,14 @@ impl Podman {
             bail!("the benchmark needs podman as the peer (apt-get install podman)");
         }
         let tar = std::env::temp_dir().join(format!("{}.tar", image.replace('/', "_")));
-        time_cmd(Command::new("tar").arg("-C").arg(rootfs).arg("-cf").arg(&tar).arg("."))?;
+        time_cmd(
+            Command::new("tar")
+                .arg("-C")
+                .arg(rootfs)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+        )?;
         time_cmd(Command::new("podman").arg("import").arg(&tar).arg(image))?;
         std::fs::remove_file(&tar).ok();
         Ok(Podman {

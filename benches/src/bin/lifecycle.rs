@@ -21,10 +21,18 @@ async fn main() -> Result<()> {
     busybox_rootfs(&rootfs);
     let podman = Podman::import(&rootfs, "localhost/zomg-bench-bb")?;
 
-    let (mut create, mut stop, mut resume, mut delete) =
-        (Samples::default(), Samples::default(), Samples::default(), Samples::default());
-    let (mut p_create, mut p_stop, mut p_start, mut p_rm) =
-        (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    let (mut create, mut stop, mut resume, mut delete) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
+    let (mut p_create, mut p_stop, mut p_start, mut p_rm) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
     for i in 0..n {
         // Interleave zomg and podman so that both see the same machine state.
         let name: BoxName = format!("b{i}").parse()?;
@@ -33,10 +41,26 @@ async fn main() -> Result<()> {
             termination_grace_period_seconds: Some(10),
             ..Default::default()
         };
-        create.push(time(async { Ok(client.create_box(&project, &req).await?) }).await?.1);
-        stop.push(time(async { Ok(client.stop_box(&project, &name).await?) }).await?.1);
-        resume.push(time(async { Ok(client.resume_box(&project, &name).await?) }).await?.1);
-        delete.push(time(async { Ok(client.delete_box(&project, &name, true).await?) }).await?.1);
+        create.push(
+            time(async { Ok(client.create_box(&project, &req).await?) })
+                .await?
+                .1,
+        );
+        stop.push(
+            time(async { Ok(client.stop_box(&project, &name).await?) })
+                .await?
+                .1,
+        );
+        resume.push(
+            time(async { Ok(client.resume_box(&project, &name).await?) })
+                .await?
+                .1,
+        );
+        delete.push(
+            time(async { Ok(client.delete_box(&project, &name, true).await?) })
+                .await?
+                .1,
+        );
 
         let c = format!("zomg-bench-{i}");
         podman.remove(&c);
@@ -49,10 +73,26 @@ async fn main() -> Result<()> {
     print_table(
         "podman",
         &[
-            Row { op: "create → running (podman run -d)".into(), zomg: create, peer: p_create },
-            Row { op: "stop".into(), zomg: stop, peer: p_stop },
-            Row { op: "resume (podman start)".into(), zomg: resume, peer: p_start },
-            Row { op: "delete (podman rm -f)".into(), zomg: delete, peer: p_rm },
+            Row {
+                op: "create → running (podman run -d)".into(),
+                zomg: create,
+                peer: p_create,
+            },
+            Row {
+                op: "stop".into(),
+                zomg: stop,
+                peer: p_stop,
+            },
+            Row {
+                op: "resume (podman start)".into(),
+                zomg: resume,
+                peer: p_start,
+            },
+            Row {
+                op: "delete (podman rm -f)".into(),
+                zomg: delete,
+                peer: p_rm,
+            },
         ],
     );
     let _ = std::fs::remove_dir_all(&rootfs);

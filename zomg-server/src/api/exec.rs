@@ -150,11 +150,23 @@ async fn session(
                 tracing::error!(error = %detail, "{public}");
             }
             send_status(&mut tx, &failed(e.public_message())).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some(Ok(_)) = rx.next().await {}
+            })
+            .await;
             return;
         }
     };
-    let exit = pump(process, &mut tx, &mut rx).await;
-    send_status(&mut tx, &exit).await;
+    if let Some(exit) = pump(process, &mut tx, &mut rx).await {
+        send_status(&mut tx, &exit).await;
+        // Read until the client hangs up: closing with its frames (a late stdin EOF) still
+        // unread would make the kernel reset the connection, and the client could lose
+        // the status.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(_)) = rx.next().await {}
+        })
+        .await;
+    }
 }
 
 async fn send_status<S>(tx: &mut S, exit: &ExecExit)
@@ -168,8 +180,9 @@ where
 }
 
 /// Copies stdin from the socket into the process and stdout/stderr back, until the process
-/// exits and its output is drained.
-async fn pump<S, R>(process: ExecProcess, tx: &mut S, rx: &mut R) -> ExecExit
+/// exits and its output is drained. `None` when the client left first (the command is then
+/// stopped).
+async fn pump<S, R>(process: ExecProcess, tx: &mut S, rx: &mut R) -> Option<ExecExit>
 where
     S: futures_util::Sink<Message> + Unpin,
     R: futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -226,14 +239,12 @@ where
                 _ => {}
             }
         }
-        // The client is gone; keep its stdin closed so the command sees EOF.
-        drop(stdin);
-        std::future::pending::<()>().await
     };
     tokio::pin!(input);
     let mut wait = wait;
     let mut exited: Option<ExecExit> = None;
     let mut drain_deadline = None;
+    let mut client_gone = false;
     loop {
         tokio::select! {
             biased;
@@ -258,13 +269,19 @@ where
                 drain_deadline = Some(tokio::time::Instant::now() + OUTPUT_DRAIN);
             },
             _ = async { tokio::time::sleep_until(drain_deadline.expect("guarded")).await }, if drain_deadline.is_some() => break,
-            _ = &mut input => {}
+            _ = &mut input, if !client_gone => {
+                client_gone = true;
+                if exited.is_none() {
+                    // The user went away before the command ended: dropping `wait` stops it.
+                    break;
+                }
+            }
         }
     }
     for r in readers {
         r.abort();
     }
-    exited.unwrap_or_else(|| failed("the client went away".to_owned()))
+    exited
 }
 
 /// Reads one output stream into frames of its channel.
