@@ -43,7 +43,8 @@ impl DeleteOutcome {
 /// Where command results go.
 pub trait Printer {
     /// `zomg list`: a table, or names only when `quiet`.
-    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool) -> io::Result<()>;
+    /// With `qualified`, names are written `project:name` (listing every project).
+    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool, qualified: bool) -> io::Result<()>;
     /// `zomg show`, `create`, `update`: every field of one box.
     fn box_detail(&mut self, b: &BoxInfo) -> io::Result<()>;
     /// `zomg stop`, `resume`: the box's new state.
@@ -124,10 +125,17 @@ impl<W: Write> TextPrinter<W> {
 }
 
 impl<W: Write> Printer for TextPrinter<W> {
-    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool) -> io::Result<()> {
+    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool, qualified: bool) -> io::Result<()> {
+        let name = |b: &BoxInfo| {
+            if qualified {
+                format!("{}:{}", b.project, b.name)
+            } else {
+                b.name.to_string()
+            }
+        };
         if quiet {
             for b in boxes {
-                writeln!(self.out, "{}", b.name)?;
+                writeln!(self.out, "{}", name(b))?;
             }
             return Ok(());
         }
@@ -135,7 +143,7 @@ impl<W: Write> Printer for TextPrinter<W> {
             .iter()
             .map(|b| {
                 vec![
-                    b.name.to_string(),
+                    name(b),
                     b.status.to_string(),
                     b.base.clone(),
                     b.url.clone().unwrap_or_else(|| "-".into()),
@@ -269,7 +277,7 @@ impl<W: Write> JsonPrinter<W> {
 }
 
 impl<W: Write> Printer for JsonPrinter<W> {
-    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool) -> io::Result<()> {
+    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool, _qualified: bool) -> io::Result<()> {
         if quiet {
             let names: Vec<&str> = boxes.iter().map(|b| b.name.as_str()).collect();
             return self.write(&names);
@@ -357,16 +365,24 @@ mod tests {
     fn list_table_and_quiet() {
         let boxes = [sample("web"), sample("db-long-name")];
         assert_eq!(
-            text(|p| p.boxes(&boxes, false)),
+            text(|p| p.boxes(&boxes, false, false)),
             "\
 NAME          STATUS   BASE             URL                                         CREATED
 web           running  box-base:latest  http://web.default.zomg.localhost           2026-11-28T10:00:00Z
 db-long-name  running  box-base:latest  http://db-long-name.default.zomg.localhost  2026-11-28T10:00:00Z
 "
         );
-        assert_eq!(text(|p| p.boxes(&boxes, true)), "web\ndb-long-name\n");
         assert_eq!(
-            text(|p| p.boxes(&[], false)),
+            text(|p| p.boxes(&boxes, true, false)),
+            "web\ndb-long-name\n"
+        );
+        let all = text(|p| p.boxes(&boxes, true, true));
+        assert!(
+            all.lines().all(|l| l.contains(':')),
+            "--all qualifies names: {all}"
+        );
+        assert_eq!(
+            text(|p| p.boxes(&[], false, false)),
             "NAME  STATUS  BASE  URL  CREATED\n"
         );
     }
