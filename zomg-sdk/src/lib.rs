@@ -4,6 +4,8 @@ mod client;
 mod env;
 mod error;
 pub mod exec_types;
+pub mod file_types;
+mod files;
 mod names;
 mod project;
 mod refs;
@@ -18,6 +20,10 @@ pub use client::{Client, ListOptions, ProjectScope};
 pub use env::process_env;
 pub use error::{ApiError, Error, Result};
 pub use exec_types::{ExecExit, ExecRequest, ExecResult, ExecStart, LogOutput, TerminalSize};
+pub use file_types::{FileKind, FileStat, TAR_CONTENT_TYPE, UploadResult, format_mode, parse_mode};
+pub use files::{
+    Download, ExtractSummary, Progress, UploadBody, UploadOptions, extract_tar, tar_dir,
+};
 pub use names::{BoxName, DEFAULT_PROJECT, NameError, ProjectName, TagKey, TagValue, VolumeName};
 pub use project::{ProjectSource, ResolvedProject, git_root, resolve_project};
 pub use refs::{BoxPath, BoxRef, RefError, ResolvedBox, ResolvedRef, ephemeral_box_name};
