@@ -190,6 +190,12 @@ impl Client {
         self.http.request(method, self.url(segments))
     }
 
+    /// A request to a full URL (one built with [`Client::url`] plus a query), with the
+    /// client's token and TLS settings.
+    pub(crate) fn request_url(&self, method: Method, url: Url) -> RequestBuilder {
+        self.http.request(method, url)
+    }
+
     /// Sends a request and maps failures to [`Error`]: non-2xx → [`Error::Api`], connection
     /// failure → [`Error::Unreachable`].
     pub async fn send(&self, request: RequestBuilder) -> Result<Response> {

@@ -8,6 +8,7 @@ mod bases;
 mod boxes;
 mod error;
 mod exec;
+mod files;
 
 use std::sync::Arc;
 
@@ -47,6 +48,11 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{one}/exec/ws"), get(exec::exec_ws))
         .route(&format!("{one}/console"), get(exec::console_ws))
         .route(&format!("{one}/logs"), get(exec::logs))
+        .route(
+            &format!("{one}/files"),
+            get(files::download).put(files::upload),
+        )
+        .route(&format!("{one}/files/stat"), get(files::stat))
         .route("/v1/bases", get(bases::list))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(

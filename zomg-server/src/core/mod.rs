@@ -10,6 +10,7 @@ mod boxes;
 mod delete;
 mod error;
 mod exec;
+mod files;
 mod locks;
 mod reconcile;
 pub mod rules;
@@ -22,6 +23,7 @@ pub use bases::BOOTSTRAP_PACKAGES;
 pub use boxes::ListQuery;
 pub use error::{CoreError, CoreResult};
 pub use exec::LogSource;
+pub use files::{BoxFilePath, ByteStream};
 pub use reconcile::ReconcileReport;
 pub use rules::ResourceLimits;
 

@@ -2,8 +2,10 @@
 //! the SDK, as a user would. They need root, runc, tini, btrfs-progs and busybox-static and
 //! fail loudly naming whichever is missing.
 
+mod files;
 mod lifecycle;
 mod restart;
+mod support;
 
 use zomg_sdk::{Client, ExecRequest, ExecResult};
 
