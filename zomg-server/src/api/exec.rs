@@ -150,23 +150,27 @@ async fn session(
                 tracing::error!(error = %detail, "{public}");
             }
             send_status(&mut tx, &failed(e.public_message())).await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                while let Some(Ok(_)) = rx.next().await {}
-            })
-            .await;
+            drain_until_hangup(&mut rx).await;
             return;
         }
     };
     if let Some(exit) = pump(process, &mut tx, &mut rx).await {
         send_status(&mut tx, &exit).await;
-        // Read until the client hangs up: closing with its frames (a late stdin EOF) still
-        // unread would make the kernel reset the connection, and the client could lose
-        // the status.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Some(Ok(_)) = rx.next().await {}
-        })
-        .await;
+        drain_until_hangup(&mut rx).await;
     }
+}
+
+/// Reads until the client hangs up (at most a few seconds): closing with its frames (a late
+/// stdin EOF) still unread would make the kernel reset the connection, and the client could
+/// lose the status.
+async fn drain_until_hangup<R>(rx: &mut R)
+where
+    R: futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = rx.next().await {}
+    })
+    .await;
 }
 
 async fn send_status<S>(tx: &mut S, exit: &ExecExit)
