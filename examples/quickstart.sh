@@ -59,6 +59,10 @@ else
 fi
 
 say "A first box"
+# zomg names the project after the git repository you stand in; the quickstart's box lives
+# in the `default` project, so run the CLI from the home directory.
+cd "$HOME"
+export ZOMG_PROJECT=default
 if "$BIN/zomg" show first >/dev/null 2>&1; then
   "$BIN/zomg" resume first >/dev/null
   echo "box first exists"
@@ -73,7 +77,8 @@ say "Running code in it"
 
 cat <<'NEXT'
 
-Next:
+Next (inside a git repository zomg uses the repository's name as the project:
+add -p default there, or use zomg list -a to see every project):
   zomg list                      # your boxes
   zomg show first                # everything about one box
   zomg exec first -- ls /        # run a command (exit code passes through)

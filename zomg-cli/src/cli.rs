@@ -95,7 +95,7 @@ pub enum Command {
     Console(ConsoleArgs),
     /// Open SSH to a box through the profile's SSH host
     Ssh(SshArgs),
-    /// Copy a file to or from a box; exactly one side is `box:/path`
+    /// Copy a file (or with -r a directory) to or from a box; exactly one side is `box:/path`
     #[command(visible_aliases = ["get", "put"])]
     Cp(CpArgs),
     /// Copy local credentials (codex, SSH key, git config) into a box
@@ -349,7 +349,7 @@ pub struct LogsArgs {
     pub pid: u32,
     /// Print only the last N lines
     #[arg(short = 'l', long = "lines", value_name = "N")]
-    pub lines: Option<u64>,
+    pub lines: Option<u32>,
     /// Keep streaming until the process exits
     #[arg(short, long)]
     pub follow: bool,
@@ -386,11 +386,11 @@ pub struct SshArgs {
 /// `zomg cp` (also `get`, `put`).
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// Source: a local path or `box:/path`
-    #[arg(value_name = "SRC")]
+    /// Source: a local path, `-` (stdin) or `box:/path` (`-:/path`: an ephemeral box)
+    #[arg(value_name = "SRC", allow_hyphen_values = true)]
     pub src: String,
-    /// Destination: a local path or `box:/path`
-    #[arg(value_name = "DEST")]
+    /// Destination: a local path, `-` (stdout) or `box:/path`
+    #[arg(value_name = "DEST", allow_hyphen_values = true)]
     pub dest: String,
     /// Copy directories recursively
     #[arg(short, long)]

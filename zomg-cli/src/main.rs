@@ -1,13 +1,15 @@
 //! The `zomg` command-line interface: a thin layer over `zomg-sdk`.
 //!
 //! Exit codes: 0 success; 1 an error (printed as `Error: <message>` on stderr); 2 a usage
-//! error (unknown flag, bad flag value); `exec` exits with the command's own code. A closed
+//! error (unknown flag, bad flag value); `exec`, `ps` and `console` exit with the command's
+//! own code (128 + signal when it was killed, or when the session was interrupted). A closed
 //! stdout (e.g. `zomg list | head -1`) ends the program quietly with 0.
 
 mod cli;
 mod commands;
 mod output;
 mod parse;
+mod terminal;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

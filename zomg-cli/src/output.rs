@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use zomg_sdk::units::format_bytes;
-use zomg_sdk::{BaseInfo, BoxInfo, VolumeInfo};
+use zomg_sdk::{BaseInfo, BoxInfo, ExecResult, LogOutput, VolumeInfo};
 
 /// How one box delete ended, as `zomg delete` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,7 +44,8 @@ impl DeleteOutcome {
 /// Where command results go.
 pub trait Printer {
     /// `zomg list`: a table, or names only when `quiet`.
-    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool) -> io::Result<()>;
+    /// With `qualified`, names are written `project:name` (listing every project).
+    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool, qualified: bool) -> io::Result<()>;
     /// `zomg show`, `create`, `update`: every field of one box.
     fn box_detail(&mut self, b: &BoxInfo) -> io::Result<()>;
     /// `zomg stop`, `resume`: the box's new state.
@@ -57,6 +58,10 @@ pub trait Printer {
     fn volumes(&mut self, volumes: &[VolumeInfo]) -> io::Result<()>;
     /// `zomg data show`, `data create`: every field of one volume.
     fn volume_detail(&mut self, v: &VolumeInfo) -> io::Result<()>;
+    /// `zomg exec --bg`: the started process (text: `pid=<n>`).
+    fn background_exec(&mut self, result: &ExecResult) -> io::Result<()>;
+    /// `zomg logs` without `--follow` (text: the log as it is).
+    fn log_output(&mut self, log: &LogOutput) -> io::Result<()>;
     /// Writes anything buffered; call once at the end.
     fn finish(&mut self) -> io::Result<()>;
 }
@@ -140,10 +145,17 @@ fn size(v: &VolumeInfo) -> String {
 }
 
 impl<W: Write> Printer for TextPrinter<W> {
-    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool) -> io::Result<()> {
+    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool, qualified: bool) -> io::Result<()> {
+        let name = |b: &BoxInfo| {
+            if qualified {
+                format!("{}:{}", b.project, b.name)
+            } else {
+                b.name.to_string()
+            }
+        };
         if quiet {
             for b in boxes {
-                writeln!(self.out, "{}", b.name)?;
+                writeln!(self.out, "{}", name(b))?;
             }
             return Ok(());
         }
@@ -151,7 +163,7 @@ impl<W: Write> Printer for TextPrinter<W> {
             .iter()
             .map(|b| {
                 vec![
-                    b.name.to_string(),
+                    name(b),
                     b.status.to_string(),
                     b.base.clone(),
                     b.url.clone().unwrap_or_else(|| "-".into()),
@@ -273,6 +285,17 @@ impl<W: Write> Printer for TextPrinter<W> {
         self.fields(&fields)
     }
 
+    fn background_exec(&mut self, result: &ExecResult) -> io::Result<()> {
+        match result.pid {
+            Some(pid) => writeln!(self.out, "pid={pid}"),
+            None => Ok(()),
+        }
+    }
+
+    fn log_output(&mut self, log: &LogOutput) -> io::Result<()> {
+        self.out.write_all(log.output.as_bytes())
+    }
+
     fn finish(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -306,7 +329,7 @@ impl<W: Write> JsonPrinter<W> {
 }
 
 impl<W: Write> Printer for JsonPrinter<W> {
-    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool) -> io::Result<()> {
+    fn boxes(&mut self, boxes: &[BoxInfo], quiet: bool, _qualified: bool) -> io::Result<()> {
         if quiet {
             let names: Vec<&str> = boxes.iter().map(|b| b.name.as_str()).collect();
             return self.write(&names);
@@ -337,6 +360,14 @@ impl<W: Write> Printer for JsonPrinter<W> {
 
     fn volume_detail(&mut self, v: &VolumeInfo) -> io::Result<()> {
         self.write(v)
+    }
+
+    fn background_exec(&mut self, result: &ExecResult) -> io::Result<()> {
+        self.write(result)
+    }
+
+    fn log_output(&mut self, log: &LogOutput) -> io::Result<()> {
+        self.write(log)
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -394,16 +425,24 @@ mod tests {
     fn list_table_and_quiet() {
         let boxes = [sample("web"), sample("db-long-name")];
         assert_eq!(
-            text(|p| p.boxes(&boxes, false)),
+            text(|p| p.boxes(&boxes, false, false)),
             "\
 NAME          STATUS   BASE             URL                                         CREATED
 web           running  box-base:latest  http://web.default.zomg.localhost           2026-11-28T10:00:00Z
 db-long-name  running  box-base:latest  http://db-long-name.default.zomg.localhost  2026-11-28T10:00:00Z
 "
         );
-        assert_eq!(text(|p| p.boxes(&boxes, true)), "web\ndb-long-name\n");
         assert_eq!(
-            text(|p| p.boxes(&[], false)),
+            text(|p| p.boxes(&boxes, true, false)),
+            "web\ndb-long-name\n"
+        );
+        let all = text(|p| p.boxes(&boxes, true, true));
+        assert!(
+            all.lines().all(|l| l.contains(':')),
+            "--all qualifies names: {all}"
+        );
+        assert_eq!(
+            text(|p| p.boxes(&[], false, false)),
             "NAME  STATUS  BASE  URL  CREATED\n"
         );
     }

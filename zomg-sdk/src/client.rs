@@ -28,7 +28,7 @@ use crate::types::{
 use crate::wait::poll_until;
 
 /// How long to wait for a TCP (and TLS) connection before calling the server unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The projects a list covers: one, or all of them (`-` in the API path).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -160,7 +160,7 @@ impl Client {
     }
 
     /// The server URL for display: without a lone trailing `/`, plus the IP override if any.
-    fn display_url(&self) -> String {
+    pub(crate) fn display_url(&self) -> String {
         let url = self.target.url.as_str();
         let url = if self.target.url.path() == "/" {
             url.trim_end_matches('/')
@@ -190,6 +190,12 @@ impl Client {
         self.http.request(method, self.url(segments))
     }
 
+    /// A request to a full URL (one built with [`Client::url`] plus a query), with the
+    /// client's token and TLS settings.
+    pub(crate) fn request_url(&self, method: Method, url: Url) -> RequestBuilder {
+        self.http.request(method, url)
+    }
+
     /// Sends a request and maps failures to [`Error`]: non-2xx → [`Error::Api`], connection
     /// failure → [`Error::Unreachable`].
     pub async fn send(&self, request: RequestBuilder) -> Result<Response> {
@@ -207,7 +213,7 @@ impl Client {
         decode(response, |e| self.transport_error(e)).await
     }
 
-    fn transport_error(&self, e: reqwest::Error) -> Error {
+    pub(crate) fn transport_error(&self, e: reqwest::Error) -> Error {
         if e.is_connect() {
             Error::Unreachable {
                 url: self.display_url(),
@@ -222,7 +228,11 @@ impl Client {
         }
     }
 
-    fn box_segments<'a>(project: &'a str, name: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    pub(crate) fn box_segments<'a>(
+        project: &'a str,
+        name: &'a str,
+        rest: &[&'a str],
+    ) -> Vec<&'a str> {
         let mut s = vec!["v1", "projects", project, "boxes", name];
         s.extend_from_slice(rest);
         s
@@ -434,7 +444,7 @@ async fn decode<T: DeserializeOwned>(
     parse_body(&body)
 }
 
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
         Error::Protocol(format!(
             "unexpected answer from the server ({e}): {}",
@@ -453,10 +463,15 @@ async fn api_error(response: Response) -> ApiError {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("html"));
     let body = response.bytes().await.unwrap_or_default();
-    if let Ok(b) = serde_json::from_slice::<ErrorBody>(&body) {
+    api_error_from_parts(status, html, &body)
+}
+
+/// [`api_error`] from the parts of an answer already read (the refused WebSocket upgrade).
+pub(crate) fn api_error_from_parts(status: StatusCode, html: bool, body: &[u8]) -> ApiError {
+    if let Ok(b) = serde_json::from_slice::<ErrorBody>(body) {
         return ApiError::from_body(status.as_u16(), b);
     }
-    let text = String::from_utf8_lossy(&body);
+    let text = String::from_utf8_lossy(body);
     let text = text.trim();
     let message = if text.is_empty() || html || text.starts_with('<') {
         format!("server answered {status}")
@@ -497,7 +512,7 @@ fn excerpt(text: &str) -> String {
 
 /// The innermost error message: "Connection refused (os error 111)" rather than
 /// "error sending request".
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;

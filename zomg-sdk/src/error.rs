@@ -85,6 +85,25 @@ pub enum Error {
         /// The timeout.
         seconds: u64,
     },
+    /// An exec or console session broke off before the command's exit status arrived (the
+    /// connection dropped, or the server closed it early).
+    #[error("exec session at {url} ended without an exit status: {reason}")]
+    SessionLost {
+        /// The session's WebSocket URL.
+        url: String,
+        /// What ended it: the server's close reason or the transport error.
+        reason: String,
+    },
+    /// An operation failed and so did the cleanup after it (deleting an ephemeral box);
+    /// both are kept, the original first.
+    #[error("{error}; cleaning up failed too: {cleanup}")]
+    Cleanup {
+        /// The original failure.
+        #[source]
+        error: Box<dyn std::error::Error + Send + Sync>,
+        /// What went wrong while cleaning up.
+        cleanup: Box<Error>,
+    },
     /// The server sent something the SDK does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -18,6 +18,24 @@
 //!
 //! After the status message the server closes the socket. `console` takes the same start
 //! message; the server runs a login shell on a TTY whatever `command` says.
+//!
+//! What each side may rely on:
+//! - The upgrade answer selects the subprotocol (`Sec-WebSocket-Protocol: v5.channel.k8s.io`);
+//!   a client fails the handshake otherwise. Errors before the upgrade (401, 404 for a
+//!   missing box, 409 `box_not_running`) are the usual JSON error body, with a
+//!   `Content-Length`.
+//! - The client sends stdin (and EOF) right after the start message, without waiting.
+//! - A command that cannot start (unknown user, bad `cwd`, no such program) still gets a
+//!   status: `exit_code` 127 with `error` saying why.
+//! - The server ends with the closing handshake: status, close frame, then it keeps reading
+//!   (and discarding) until the client goes away. Dropping the socket with client frames
+//!   unread makes the kernel reset the connection, and the client may lose the status.
+//! - The client returns as soon as the status arrives and may hang up without a close
+//!   frame. A hang-up before the status means the user went away: the server ends the
+//!   command.
+//! - Reading the socket and writing it are independent on both sides: a command that is not
+//!   reading stdin must not stop its output from flowing, and output that the client is not
+//!   reading pushes back through TCP rather than piling up in memory.
 
 use std::collections::BTreeMap;
 

@@ -6,8 +6,6 @@
 //! - [`store`]: metadata in SQLite (what should exist).
 //! - [`storage`]: btrfs subvolumes (roots, bases, volumes).
 //! - [`runtime`]: what runs a box (runc locally).
-//!
-//! [`testing`] runs a real server on a temporary loop btrfs for end-to-end tests.
 
 pub mod api;
 pub mod core;
@@ -16,4 +14,5 @@ pub mod runtime;
 pub mod server;
 pub mod storage;
 pub mod store;
+#[cfg(feature = "testing")]
 pub mod testing;

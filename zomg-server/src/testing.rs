@@ -1,271 +1,338 @@
-//! A real server for end-to-end tests: real btrfs (a loop image in a temporary data dir),
-//! real runc, a tiny busybox base, the HTTP API on a free port.
+//! Test support: a real `zomg-server` (SQLite, loop-mounted btrfs, runc) running in-process
+//! on a throwaway data directory, and the root filesystems tests boot from.
 //!
-//! ```no_run
-//! # async fn t() {
-//! let server = zomg_server::testing::TestServer::start().await;
-//! let client = server.client();
-//! // ... create boxes through the SDK or run the `zomg` binary against server.url() ...
-//! # }
-//! ```
-//!
-//! The server runs on its own tokio runtime, so tests may use any flavour of runtime (or
-//! none: [`TestServer::start_blocking`]). Dropping the `TestServer` deletes every box,
-//! stops the server, unmounts the loop image, removes the instance's cgroup directories
-//! and the data dir — also when the test failed. Prerequisites (root, runc, tini-static,
-//! a static busybox, btrfs-progs) are checked first, and a missing one fails the test with
-//! its name: these tests never pass by skipping.
+//! Only compiled with the `testing` feature; the shipped binary never contains it. Tests
+//! that use it need root, runc, tini-static, btrfs-progs and busybox-static: a missing
+//! prerequisite fails the test with its name, it never skips.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use tempfile::TempDir;
-use zomg_sdk::{Client, ProjectName, Target};
+use zomg_sdk::{BoxStatus, Client, ProjectName, Target};
 
-use crate::core::BoxService;
 use crate::server::{self, RunningServer, ServerConfig};
 use crate::storage::btrfs::BtrfsStorage;
 
-/// The busybox the base is made of (Debian: `busybox-static`).
-pub const BUSYBOX: &str = "/bin/busybox";
-/// The static tini every box runs as pid 1 (Debian: `tini`).
-pub const TINI: &str = "/usr/bin/tini-static";
-/// The alias of the base [`TestServer`] imports and makes the default.
-pub const BASE: &str = "bb";
+const BUSYBOX: &str = "/bin/busybox";
+const TINI: &str = "/usr/bin/tini-static";
 
-/// Panics, naming what is missing, unless this host can run real boxes.
+/// Panics with the name of the first missing prerequisite of real-backend tests.
 pub fn require_prerequisites() {
     assert!(
         rustix::process::geteuid().is_root(),
-        "end-to-end tests need root (btrfs loop mounts, runc, cgroups)"
+        "this test needs root (btrfs loop mounts, runc, cgroups)"
     );
     for (tool, package) in [
         ("runc", "runc"),
         ("mkfs.btrfs", "btrfs-progs"),
-        ("losetup", "mount"),
+        ("btrfs", "btrfs-progs"),
     ] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success());
         assert!(
-            found,
-            "end-to-end tests need {tool} in PATH (apt-get install {package})"
+            which(tool).is_some(),
+            "this test needs `{tool}` in PATH (apt-get install {package})"
         );
     }
     assert!(
         Path::new(TINI).is_file(),
-        "end-to-end tests need {TINI} (apt-get install tini)"
+        "this test needs {TINI} (apt-get install tini)"
     );
     assert!(
         Path::new(BUSYBOX).is_file(),
-        "end-to-end tests need a static {BUSYBOX} for their base (apt-get install busybox-static)"
+        "this test needs a static {BUSYBOX} (apt-get install busybox-static)"
+    );
+    assert!(
+        Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
+        "this test needs the cgroup v1 memory controller at /sys/fs/cgroup/memory"
     );
 }
 
-/// Fills `root` with a minimal root filesystem: busybox, a symlink per applet, `/etc/passwd`.
-pub fn make_busybox_rootfs(root: &Path) -> std::io::Result<()> {
-    for dir in ["bin", "etc", "root", "tmp", "proc", "sys", "dev", "run"] {
-        std::fs::create_dir_all(root.join(dir))?;
-    }
-    std::fs::copy(BUSYBOX, root.join("bin/busybox"))?;
-    let list = Command::new(BUSYBOX).arg("--list").output()?;
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" && !applet.is_empty() {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
-        }
-    }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
-    std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
-    Ok(())
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
-/// A running server on a temporary data dir; everything it made is removed on drop.
+/// Fills `root` with a minimal root filesystem: static busybox, a symlink per applet, and
+/// the usual top-level directories.
+pub fn busybox_rootfs(root: &Path) {
+    for dir in ["bin", "etc", "root", "tmp", "proc", "sys", "dev", "run"] {
+        std::fs::create_dir_all(root.join(dir)).expect("create rootfs dir");
+    }
+    std::fs::copy(BUSYBOX, root.join("bin/busybox")).expect("copy busybox");
+    let list = Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").expect("group");
+}
+
+/// Where [`box_base_rootfs`] keeps its debootstrap result between test runs.
+pub const BOX_BASE_CACHE: &str = "/var/cache/zomg-test/box-base";
+
+/// A Debian bookworm root filesystem built like `zomg-server base bootstrap` builds
+/// `box-base`. Built once with debootstrap (about a minute; needs the Debian mirror) and
+/// cached in [`BOX_BASE_CACHE`]; concurrent callers wait for one build.
+pub fn box_base_rootfs() -> PathBuf {
+    let cache = PathBuf::from(BOX_BASE_CACHE);
+    let done = cache.join(".complete");
+    if done.exists() {
+        return cache.join("rootfs");
+    }
+    std::fs::create_dir_all(&cache).expect("create box-base cache dir");
+    let lock = std::fs::File::create(cache.join(".lock")).expect("create cache lock");
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("lock cache");
+    if !done.exists() {
+        assert!(
+            which("debootstrap").is_some(),
+            "this test needs debootstrap to build box-base (apt-get install debootstrap)"
+        );
+        let rootfs = cache.join("rootfs");
+        let _ = std::fs::remove_dir_all(&rootfs);
+        let status = Command::new("debootstrap")
+            .arg("--variant=minbase")
+            .arg(format!(
+                "--include={}",
+                crate::core::BOOTSTRAP_PACKAGES.join(",")
+            ))
+            .arg("bookworm")
+            .arg(&rootfs)
+            .arg("http://deb.debian.org/debian")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run debootstrap");
+        assert!(status.success(), "debootstrap of box-base failed: {status}");
+        std::fs::write(&done, b"").expect("mark cache complete");
+    }
+    cache.join("rootfs")
+}
+
+/// A real server on a throwaway data directory, with a busybox base `bb` as the default
+/// base. Everything it made (containers, cgroups, the loop mount) is removed on drop, even
+/// when the test failed.
 #[derive(Debug)]
 pub struct TestServer {
-    rt: Option<tokio::runtime::Runtime>,
+    /// Holds the data directory; removed after [`teardown`] on drop.
+    _dir: tempfile::TempDir,
     server: Option<RunningServer>,
-    service: BoxService,
-    url: String,
-    token: String,
-    data_dir: Option<TempDir>,
-    data_path: PathBuf,
+    config: ServerConfig,
 }
 
 impl TestServer {
-    /// Size of the loop image, in GB (sparse: only what is written takes disk space).
-    pub const STORAGE_GB: u64 = 4;
-
-    /// Starts a server from an async test.
+    /// Starts a server with the `bb` base imported and default.
     pub async fn start() -> TestServer {
         require_prerequisites();
-        let (rt, data_dir, config) = Self::prepare();
-        let launched = rt.spawn(Self::launch(config)).await;
-        Self::finish(rt, data_dir, launched.expect("server start task panicked"))
-    }
-
-    /// Starts a server from a test without a runtime (e.g. one running the `zomg` binary).
-    pub fn start_blocking() -> TestServer {
-        require_prerequisites();
-        let (rt, data_dir, config) = Self::prepare();
-        let launched = rt.block_on(Self::launch(config));
-        Self::finish(rt, data_dir, launched)
-    }
-
-    fn prepare() -> (tokio::runtime::Runtime, TempDir, ServerConfig) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_name("test-server")
-            .build()
-            .expect("build the server runtime");
-        let data_dir = tempfile::Builder::new()
-            .prefix("zomg-e2e-")
+        let dir = tempfile::Builder::new()
+            .prefix("zomg-test-")
             .tempdir()
-            .expect("create a temporary data dir");
-        let mut config = ServerConfig::new(data_dir.path());
+            .expect("tempdir");
+        let mut config = ServerConfig::new(dir.path().join("data"));
         config.listen = "127.0.0.1:0".parse().expect("address");
-        config.storage_size_gb = Self::STORAGE_GB;
-        config.default_base = BASE.to_owned();
-        config.tini = PathBuf::from(TINI);
-        (rt, data_dir, config)
-    }
-
-    async fn launch(config: ServerConfig) -> anyhow::Result<RunningServer> {
-        let server = server::start(config.clone()).await?;
-        let rootfs = config.data_dir.join("busybox-rootfs");
-        make_busybox_rootfs(&rootfs)?;
-        server.service.import_base(BASE, &rootfs, false).await?;
-        std::fs::remove_dir_all(&rootfs)?;
-        Ok(server)
-    }
-
-    fn finish(
-        rt: tokio::runtime::Runtime,
-        data_dir: TempDir,
-        launched: anyhow::Result<RunningServer>,
-    ) -> TestServer {
-        let data_path = data_dir.path().to_path_buf();
-        let server = match launched {
-            Ok(s) => s,
-            Err(e) => {
-                drop(rt);
-                let _ = BtrfsStorage::unmount_loop(&data_path);
-                panic!("starting the test server failed: {e:#}");
-            }
-        };
+        config.storage_size_gb = 8;
+        config.default_base = "bb".to_owned();
+        let rootfs = dir.path().join("bb-rootfs");
+        busybox_rootfs(&rootfs);
+        let server = server::start(config.clone()).await.expect("start server");
+        server
+            .service
+            .import_base("bb", &rootfs, false)
+            .await
+            .expect("import busybox base");
         TestServer {
-            url: server.url(),
-            token: server.token.clone(),
-            service: server.service.clone(),
+            _dir: dir,
             server: Some(server),
-            rt: Some(rt),
-            data_dir: Some(data_dir),
-            data_path,
+            config,
         }
     }
 
-    /// The API base URL (`http://127.0.0.1:<port>`).
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The running server.
+    pub fn server(&self) -> &RunningServer {
+        self.server.as_ref().expect("server is running")
+    }
+
+    /// The API base URL.
+    pub fn url(&self) -> String {
+        self.server().url()
     }
 
     /// The admin token.
-    pub fn token(&self) -> &str {
-        &self.token
+    pub fn token(&self) -> String {
+        self.server().token.clone()
     }
 
-    /// An SDK client for this server.
+    /// An SDK client with the admin token.
     pub fn client(&self) -> Client {
-        let target = Target::new(self.url.parse().expect("server URL")).with_token(&self.token);
-        Client::new(&target).expect("build a client")
+        let target = Target::new(self.url().parse().expect("url")).with_token(self.token());
+        Client::new(&target).expect("client")
     }
 
-    /// The box service behind the API, for checks the API does not offer.
-    pub fn service(&self) -> &BoxService {
-        &self.service
-    }
-
-    /// The data dir (database, token, loop image, runtime state).
+    /// The data directory.
     pub fn data_dir(&self) -> &Path {
-        &self.data_path
+        &self.config.data_dir
     }
 
-    /// The name of this server's runtime instance: box cgroups are
-    /// `/sys/fs/cgroup/<controller>/zomg-<instance>/<box id>`.
-    pub fn instance(&self) -> String {
-        server::instance_id(&self.data_path)
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
     }
 
-    /// The project tests use unless they need another.
-    pub fn project(&self) -> ProjectName {
-        zomg_sdk::DEFAULT_PROJECT.parse().expect("default project")
+    /// The btrfs storage root (`<data>/btrfs`).
+    pub fn storage_root(&self) -> PathBuf {
+        self.config.data_dir.join("btrfs")
     }
 
-    /// Deletes every box, stops the server and releases the loop image; returns what went
-    /// wrong.
-    fn cleanup(&mut self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let (Some(rt), Some(server)) = (self.rt.take(), self.server.take()) {
-            let service = self.service.clone();
-            // Its own thread: drop may run inside a test's runtime, where block_on panics.
-            let result = std::thread::spawn(move || {
-                let problems = rt.block_on(async move {
-                    let mut problems = Vec::new();
-                    let boxes = service
-                        .store_backend()
-                        .list_boxes(&Default::default())
-                        .unwrap_or_default();
-                    for b in boxes {
-                        match service.delete(&b.project, &b.name, true).await {
-                            Ok(s) if s.status == zomg_sdk::DeleteState::Deleted => {}
-                            Ok(s) => problems.push(format!("box {}: {:?}", b.name, s)),
-                            Err(e) => problems.push(format!("box {}: {e}", b.name)),
-                        }
+    /// Imports a base into this server.
+    pub async fn import_base(&self, reference: &str, rootfs: &Path) {
+        self.server()
+            .service
+            .import_base(reference, rootfs, false)
+            .await
+            .expect("import base");
+    }
+
+    /// Stops the HTTP server (boxes keep running), then starts a new server process-state
+    /// on the same data directory, which reconciles.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.expect("shutdown");
+        }
+        self.server = Some(
+            server::start(self.config.clone())
+                .await
+                .expect("restart server"),
+        );
+    }
+
+    /// Stops serving without touching boxes, as a crash would (the in-process equivalent).
+    pub async fn stop_serving(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.expect("shutdown");
+        }
+    }
+
+    /// Starts serving again after [`TestServer::stop_serving`].
+    pub async fn start_serving(&mut self) {
+        assert!(self.server.is_none(), "server already running");
+        self.server = Some(
+            server::start(self.config.clone())
+                .await
+                .expect("start server"),
+        );
+    }
+
+    /// What exists on the host for this server besides the bases: root and volume
+    /// subvolumes, runc containers, box cgroups and bundles. Empty after every box is gone.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let storage = self.storage_root();
+        for kind in ["roots", "volumes"] {
+            if let Ok(entries) = std::fs::read_dir(storage.join(kind)) {
+                found.extend(
+                    entries
+                        .flatten()
+                        .map(|e| format!("subvolume {kind}/{}", e.file_name().to_string_lossy())),
+                );
+            }
+        }
+        let runtime = self.config.data_dir.join("runtime");
+        for (dir, what) in [
+            (runtime.join("runc"), "runc state"),
+            (runtime.join("bundles"), "bundle"),
+        ] {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                found.extend(
+                    entries
+                        .flatten()
+                        .map(|e| format!("{what} {}", e.file_name().to_string_lossy())),
+                );
+            }
+        }
+        let instance = server::instance_id(&self.config.data_dir);
+        for controller in [
+            "memory", "cpu", "pids", "cpuacct", "cpuset", "devices", "freezer", "blkio",
+        ] {
+            let parent = Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(format!("zomg-{instance}"));
+            if let Ok(entries) = std::fs::read_dir(&parent) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        found.push(format!(
+                            "cgroup {controller}/zomg-{instance}/{}",
+                            e.file_name().to_string_lossy()
+                        ));
                     }
-                    if let Err(e) = server.shutdown().await {
-                        problems.push(format!("server shutdown: {e:#}"));
-                    }
-                    problems
-                });
-                rt.shutdown_timeout(std::time::Duration::from_secs(5));
-                problems
-            })
-            .join();
-            match result {
-                Ok(p) => problems.extend(p),
-                Err(_) => problems.push("the cleanup thread panicked".to_owned()),
+                }
             }
         }
-        if let Err(e) = BtrfsStorage::unmount_loop(&self.data_path) {
-            problems.push(format!("unmounting the loop image: {e}"));
-        }
-        let instance = self.instance();
-        if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
-            for h in hierarchies.flatten() {
-                let _ = std::fs::remove_dir(h.path().join(format!("zomg-{instance}")));
-            }
-        }
-        if let Some(dir) = self.data_dir.take() {
-            if let Err(e) = dir.close() {
-                problems.push(format!("removing the data dir: {e}"));
-            }
-        }
-        problems
+        found
+    }
+
+    /// Waits until the box has `status`.
+    pub async fn wait_status(&self, project: &str, name: &str, status: BoxStatus) {
+        let client = self.client();
+        let (p, n): (ProjectName, zomg_sdk::BoxName) = (
+            project.parse().expect("project"),
+            name.parse().expect("name"),
+        );
+        zomg_sdk::poll_until(
+            &format!("{project}:{name} to be {status}"),
+            Duration::from_secs(30),
+            || async {
+                let b = client.get_box(&p, &n).await?;
+                Ok((b.status == status).then_some(()))
+            },
+        )
+        .await
+        .expect("status reached");
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let problems = self.cleanup();
-        if !problems.is_empty() {
-            let text = format!("test server cleanup: {}", problems.join("; "));
-            if std::thread::panicking() {
-                eprintln!("{text}");
-            } else {
-                panic!("{text}");
-            }
+        teardown(&self.config.data_dir);
+    }
+}
+
+/// Synchronous, best-effort removal of everything a server on `data_dir` put on the host:
+/// its runc containers, cgroups and loop mount. Works even when a test panicked inside the
+/// async runtime, and for servers that ran as a separate process.
+pub fn teardown(data_dir: &Path) {
+    let runc_root = data_dir.join("runtime").join("runc");
+    if let Ok(out) = Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["list", "-q"])
+        .output()
+    {
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["delete", "--force", id])
+                .output();
         }
     }
+    let instance = server::instance_id(data_dir);
+    for controller in [
+        "memory", "cpu", "pids", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd",
+    ] {
+        let parent = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(format!("zomg-{instance}"));
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&parent);
+    }
+    let _ = BtrfsStorage::unmount_loop(data_dir);
 }

@@ -63,7 +63,7 @@ pub async fn list(ctx: &Context, args: ListArgs) -> Result<()> {
     };
     let boxes = ctx.client()?.list_all_boxes(scope, &options).await?;
     let mut out = printer(args.output.json);
-    out.boxes(&boxes, args.quiet)?;
+    out.boxes(&boxes, args.quiet, args.all)?;
     Ok(out.finish()?)
 }
 

@@ -10,6 +10,7 @@ mod config;
 mod files;
 mod network;
 mod run;
+mod session;
 mod users;
 mod volumes;
 
@@ -18,13 +19,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use zomg_sdk::{
-    BoxRef, Client, DEFAULT_LOCAL_URL, ProjectName, ResolvedBox, SetupConfig, Target, TargetFlags,
-    process_env, resolve_project, resolve_target,
+    BoxRef, Client, DEFAULT_LOCAL_URL, ProjectName, ResolvedBox, ResolvedRef, SetupConfig, Target,
+    TargetFlags, process_env, resolve_project, resolve_target,
 };
 
 use crate::cli::{Cli, Command, JsonArg, ProjectArg, TargetArgs};
 
-/// Runs the parsed command line; the exit code is the command's (for `exec`) or 0.
+/// Runs the parsed command line; the exit code is the command's (for `exec`, `ps`,
+/// `console`) or 0.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Context { flags: cli.target };
     let result = match cli.command {
@@ -38,13 +40,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Publish(a) => network::publish(a).await,
         Command::Unpublish(a) => network::unpublish(a).await,
         Command::Port(c) => network::port(c).await,
-        Command::Exec(a) => return run::exec(a).await,
-        Command::Ps(a) => run::ps(a).await,
-        Command::Logs(a) => run::logs(a).await,
-        Command::Console(a) => run::console(a).await,
+        Command::Exec(a) => return run::exec(&ctx, a).await,
+        Command::Ps(a) => return run::ps(&ctx, a).await,
+        Command::Logs(a) => run::logs(&ctx, a).await,
+        Command::Console(a) => return run::console(&ctx, a).await,
         Command::Ssh(a) => run::ssh(a).await,
-        Command::Cp(a) => files::cp(a).await,
-        Command::Inject(a) => files::inject(a).await,
+        Command::Cp(a) => files::cp(&ctx, a).await,
+        Command::Inject(a) => files::inject(&ctx, a).await,
         Command::Config(c) => config::config(c, &ctx.flags),
         Command::Project(c) => config::project(&ctx, c),
         Command::Data(c) => volumes::data(&ctx, c).await,
@@ -102,6 +104,13 @@ impl Context {
     pub fn resolve(&self, r: &BoxRef, arg: &ProjectArg) -> Result<ResolvedBox> {
         let project = self.project(arg)?;
         Ok(r.resolve(&project, process_env)?)
+    }
+
+    /// Like [`Context::resolve`], but `-` and `project:-` resolve to the project of an
+    /// ephemeral box (for the commands that accept one).
+    pub fn resolve_ref(&self, r: &BoxRef, arg: &ProjectArg) -> Result<ResolvedRef> {
+        let project = self.project(arg)?;
+        Ok(r.resolve_ref(&project, process_env)?)
     }
 }
 

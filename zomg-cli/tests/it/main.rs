@@ -5,11 +5,19 @@
 
 mod completions;
 mod config;
+mod exec;
+mod fake;
+mod files;
 mod project;
+mod pty;
 mod real_server;
 mod rules;
 mod server;
 mod target;
+
+/// The in-process server of the server crate's end-to-end tests, shared as source.
+#[path = "../../../zomg-server/tests/e2e/support.rs"]
+mod support;
 
 use std::path::Path;
 

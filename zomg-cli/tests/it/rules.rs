@@ -90,11 +90,6 @@ fn cp_directory_without_recursive() {
 fn commands_without_sdk_support_say_so() {
     let dir = sandbox();
     let cases: &[(&[&str], &str)] = &[
-        (&["exec", "web", "--", "ls"], "exec"),
-        (&["exec", "web", "--bg", "-j", "--", "sleep", "9"], "exec"),
-        (&["ps", "web", "--", "aux"], "ps"),
-        (&["logs", "web", "--pid", "7", "-j"], "logs"),
-        (&["console", "web"], "console"),
         (&["ssh", "web"], "ssh"),
         (&["publish", "web", "app"], "publish"),
         (

@@ -145,7 +145,8 @@ fn list_all_uses_the_all_projects_path() {
         .args(["list", "-a", "-q", "--url", &fake.url()])
         .assert()
         .success()
-        .stdout("web\n");
+        // Across projects, names are qualified so that they can be fed back to commands.
+        .stdout("default:web\n");
 }
 
 #[test]

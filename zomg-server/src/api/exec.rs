@@ -18,7 +18,9 @@ use zomg_sdk::exec_types::{
     CHANNEL_CLOSE, CHANNEL_RESIZE, CHANNEL_STATUS, CHANNEL_STDERR, CHANNEL_STDIN, CHANNEL_STDOUT,
     EXEC_OUTPUT_LIMIT, EXEC_PROTOCOL,
 };
-use zomg_sdk::{BoxName, ExecExit, ExecRequest, ExecResult, ExecStart, LogOutput, ProjectName, TerminalSize};
+use zomg_sdk::{
+    BoxName, ExecExit, ExecRequest, ExecResult, ExecStart, LogOutput, ProjectName, TerminalSize,
+};
 
 use super::{ApiError, AppState};
 use crate::core::{BoxService, CoreError, LogSource};
@@ -112,7 +114,13 @@ fn failed(message: String) -> ExecExit {
 }
 
 /// One WebSocket session: read the start message, run, pump the channels, send the status.
-async fn session(socket: WebSocket, service: BoxService, project: ProjectName, name: BoxName, kind: Kind) {
+async fn session(
+    socket: WebSocket,
+    service: BoxService,
+    project: ProjectName,
+    name: BoxName,
+    kind: Kind,
+) {
     let (mut tx, mut rx) = socket.split();
     let start = loop {
         match rx.next().await {
@@ -142,11 +150,27 @@ async fn session(socket: WebSocket, service: BoxService, project: ProjectName, n
                 tracing::error!(error = %detail, "{public}");
             }
             send_status(&mut tx, &failed(e.public_message())).await;
+            drain_until_hangup(&mut rx).await;
             return;
         }
     };
-    let exit = pump(process, &mut tx, &mut rx).await;
-    send_status(&mut tx, &exit).await;
+    if let Some(exit) = pump(process, &mut tx, &mut rx).await {
+        send_status(&mut tx, &exit).await;
+        drain_until_hangup(&mut rx).await;
+    }
+}
+
+/// Reads until the client hangs up (at most a few seconds): closing with its frames (a late
+/// stdin EOF) still unread would make the kernel reset the connection, and the client could
+/// lose the status.
+async fn drain_until_hangup<R>(rx: &mut R)
+where
+    R: futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = rx.next().await {}
+    })
+    .await;
 }
 
 async fn send_status<S>(tx: &mut S, exit: &ExecExit)
@@ -160,8 +184,9 @@ where
 }
 
 /// Copies stdin from the socket into the process and stdout/stderr back, until the process
-/// exits and its output is drained.
-async fn pump<S, R>(process: ExecProcess, tx: &mut S, rx: &mut R) -> ExecExit
+/// exits and its output is drained. `None` when the client left first (the command is then
+/// stopped).
+async fn pump<S, R>(process: ExecProcess, tx: &mut S, rx: &mut R) -> Option<ExecExit>
 where
     S: futures_util::Sink<Message> + Unpin,
     R: futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -192,7 +217,9 @@ where
                     _ => continue,
                 }
             };
-            let Some((&ch, payload)) = data.split_first() else { continue };
+            let Some((&ch, payload)) = data.split_first() else {
+                continue;
+            };
             match ch {
                 CHANNEL_STDIN => {
                     if let Some(w) = stdin.as_mut() {
@@ -202,7 +229,9 @@ where
                     }
                 }
                 CHANNEL_RESIZE => {
-                    if let (Some(r), Ok(size)) = (&resizer, serde_json::from_slice::<TerminalSize>(payload)) {
+                    if let (Some(r), Ok(size)) =
+                        (&resizer, serde_json::from_slice::<TerminalSize>(payload))
+                    {
                         let _ = r.resize(size.cols, size.rows);
                     }
                 }
@@ -214,14 +243,12 @@ where
                 _ => {}
             }
         }
-        // The client is gone; keep its stdin closed so the command sees EOF.
-        drop(stdin);
-        std::future::pending::<()>().await
     };
     tokio::pin!(input);
     let mut wait = wait;
     let mut exited: Option<ExecExit> = None;
     let mut drain_deadline = None;
+    let mut client_gone = false;
     loop {
         tokio::select! {
             biased;
@@ -246,13 +273,19 @@ where
                 drain_deadline = Some(tokio::time::Instant::now() + OUTPUT_DRAIN);
             },
             _ = async { tokio::time::sleep_until(drain_deadline.expect("guarded")).await }, if drain_deadline.is_some() => break,
-            _ = &mut input => {}
+            _ = &mut input, if !client_gone => {
+                client_gone = true;
+                if exited.is_none() {
+                    // The user went away before the command ended: dropping `wait` stops it.
+                    break;
+                }
+            }
         }
     }
     for r in readers {
         r.abort();
     }
-    exited.unwrap_or_else(|| failed("the client went away".to_owned()))
+    exited
 }
 
 /// Reads one output stream into frames of its channel.
@@ -279,7 +312,8 @@ pub(super) async fn exec_run(
     req: Result<Json<ExecRequest>, JsonRejection>,
 ) -> Result<Json<ExecResult>, ApiError> {
     let (project, name) = box_path(&p)?;
-    let Json(req) = req.map_err(|e| ApiError::invalid(format!("invalid request body: {}", e.body_text())))?;
+    let Json(req) =
+        req.map_err(|e| ApiError::invalid(format!("invalid request body: {}", e.body_text())))?;
     let start = ExecStart {
         command: req.command,
         env: req.env,
@@ -324,7 +358,9 @@ pub(super) async fn exec_run(
 
 /// Reads a stream to its end, keeping at most [`EXEC_OUTPUT_LIMIT`] bytes.
 async fn collect(stream: Option<OutputStream>) -> (Vec<u8>, bool) {
-    let Some(mut s) = stream else { return (Vec::new(), false) };
+    let Some(mut s) = stream else {
+        return (Vec::new(), false);
+    };
     let mut out = Vec::new();
     let mut truncated = false;
     let mut buf = vec![0u8; 64 * 1024];
@@ -356,14 +392,23 @@ pub(super) async fn logs(
     q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (project, name) = box_path(&p)?;
-    let Query(q) = q.map_err(|e| ApiError::invalid(format!("invalid query: {} (pid is required)", e.body_text())))?;
+    let Query(q) = q.map_err(|e| {
+        ApiError::invalid(format!(
+            "invalid query: {} (pid is required)",
+            e.body_text()
+        ))
+    })?;
     if !q.follow {
         let out: LogOutput = state.service.logs(&project, &name, q.pid, q.lines).await?;
         return Ok(Json(out).into_response());
     }
     let src = state.service.log_source(&project, &name, q.pid).await?;
     let body = Body::from_stream(follow(src));
-    Ok(([(http::header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/octet-stream")],
+        body,
+    )
+        .into_response())
 }
 
 /// Streams a log file from its start, then whatever is appended, until the process has
@@ -389,7 +434,12 @@ fn follow(src: LogSource) -> impl futures_util::Stream<Item = std::io::Result<By
                 match file.read(&mut buf).await {
                     Ok(0) if !running => return None,
                     Ok(0) => tokio::time::sleep(Duration::from_millis(50)).await,
-                    Ok(n) => return Some((Ok(Bytes::copy_from_slice(&buf[..n])), (Some(file), src, false))),
+                    Ok(n) => {
+                        return Some((
+                            Ok(Bytes::copy_from_slice(&buf[..n])),
+                            (Some(file), src, false),
+                        ));
+                    }
                     Err(e) => return Some((Err(e), (Some(file), src, true))),
                 }
             }

@@ -8,6 +8,7 @@ mod bases;
 mod boxes;
 mod error;
 mod exec;
+mod files;
 mod volumes;
 
 use std::sync::Arc;
@@ -48,6 +49,11 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{one}/exec/ws"), get(exec::exec_ws))
         .route(&format!("{one}/console"), get(exec::console_ws))
         .route(&format!("{one}/logs"), get(exec::logs))
+        .route(
+            &format!("{one}/files"),
+            get(files::download).put(files::upload),
+        )
+        .route(&format!("{one}/files/stat"), get(files::stat))
         .route("/v1/bases", get(bases::list))
         .route(
             "/v1/projects/{project}/volumes",

@@ -10,11 +10,16 @@ use crate::runtime::{Detached, ExecProcess, ExecSpec, RunState};
 use crate::store::BoxRecord;
 
 /// The command of `console`: a login shell, bash when the base has it.
-const LOGIN_SHELL: &str = "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi";
+const LOGIN_SHELL: &str =
+    "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi";
 
 impl BoxService {
     /// Loads a box that must be running to exec into it.
-    pub async fn running_box(&self, project: &ProjectName, name: &BoxName) -> CoreResult<BoxRecord> {
+    pub async fn running_box(
+        &self,
+        project: &ProjectName,
+        name: &BoxName,
+    ) -> CoreResult<BoxRecord> {
         let b = self.load(project, name)?;
         if b.status != BoxStatus::Running {
             return Err(CoreError::Conflict {
@@ -38,12 +43,16 @@ impl BoxService {
                 && !k.starts_with(|c: char| c.is_ascii_digit())
                 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(CoreError::invalid(format!("invalid environment variable name {k:?}")));
+                return Err(CoreError::invalid(format!(
+                    "invalid environment variable name {k:?}"
+                )));
             }
         }
         if let Some(cwd) = &start.cwd {
             if !cwd.starts_with('/') {
-                return Err(CoreError::invalid(format!("working directory {cwd:?} must be an absolute path")));
+                return Err(CoreError::invalid(format!(
+                    "working directory {cwd:?} must be an absolute path"
+                )));
             }
         }
         let argv = match start.shell.as_deref() {
@@ -51,16 +60,20 @@ impl BoxService {
                 vec![shell.to_owned(), "-c".to_owned(), start.command.join(" ")]
             }
             Some(other) => {
-                return Err(CoreError::invalid(format!("unknown shell {other:?}: use sh or bash")));
+                return Err(CoreError::invalid(format!(
+                    "unknown shell {other:?}: use sh or bash"
+                )));
             }
             None => start.command,
         };
         if argv.is_empty() || argv[0].is_empty() {
             return Err(CoreError::invalid("command is empty"));
         }
-        let tty = start
-            .tty
-            .then(|| start.size.map_or((80, 24), |s| (s.cols.max(1), s.rows.max(1))));
+        let tty = start.tty.then(|| {
+            start
+                .size
+                .map_or((80, 24), |s| (s.cols.max(1), s.rows.max(1)))
+        });
         Ok(ExecSpec {
             argv,
             env: start.env,
@@ -71,14 +84,24 @@ impl BoxService {
     }
 
     /// Starts a command in a running box.
-    pub async fn exec(&self, project: &ProjectName, name: &BoxName, start: ExecStart) -> CoreResult<ExecProcess> {
+    pub async fn exec(
+        &self,
+        project: &ProjectName,
+        name: &BoxName,
+        start: ExecStart,
+    ) -> CoreResult<ExecProcess> {
         let b = self.running_box(project, name).await?;
         let spec = self.exec_spec(project, start)?;
         self.runtime().exec(&b.id, spec).await.map_err(exec_error)
     }
 
     /// Starts a login shell on a terminal of the given size.
-    pub async fn console(&self, project: &ProjectName, name: &BoxName, size: (u16, u16)) -> CoreResult<ExecProcess> {
+    pub async fn console(
+        &self,
+        project: &ProjectName,
+        name: &BoxName,
+        size: (u16, u16),
+    ) -> CoreResult<ExecProcess> {
         let b = self.running_box(project, name).await?;
         let spec = ExecSpec {
             argv: vec!["/bin/sh".into(), "-c".into(), LOGIN_SHELL.into()],
@@ -89,15 +112,28 @@ impl BoxService {
     }
 
     /// Starts a background process whose output goes to its log.
-    pub async fn exec_detached(&self, project: &ProjectName, name: &BoxName, start: ExecStart) -> CoreResult<Detached> {
+    pub async fn exec_detached(
+        &self,
+        project: &ProjectName,
+        name: &BoxName,
+        start: ExecStart,
+    ) -> CoreResult<Detached> {
         let b = self.running_box(project, name).await?;
         let mut spec = self.exec_spec(project, start)?;
         spec.tty = None;
-        self.runtime().exec_detached(&b.id, spec).await.map_err(exec_error)
+        self.runtime()
+            .exec_detached(&b.id, spec)
+            .await
+            .map_err(exec_error)
     }
 
     /// The log file of background process `pid` and whether the process still runs.
-    pub async fn log_source(&self, project: &ProjectName, name: &BoxName, pid: u32) -> CoreResult<LogSource> {
+    pub async fn log_source(
+        &self,
+        project: &ProjectName,
+        name: &BoxName,
+        pid: u32,
+    ) -> CoreResult<LogSource> {
         let b = self.load(project, name)?;
         let path = self.runtime().log_path(&b.id, pid);
         if !path.exists() {
@@ -110,16 +146,26 @@ impl BoxService {
             RunState::Running { pid } => Some(pid),
             _ => None,
         };
-        Ok(LogSource { path, pid, init_pid: init })
+        Ok(LogSource {
+            path,
+            pid,
+            init_pid: init,
+        })
     }
 
     /// The log of a background process, the last `lines` lines when asked.
-    pub async fn logs(&self, project: &ProjectName, name: &BoxName, pid: u32, lines: Option<usize>) -> CoreResult<LogOutput> {
+    pub async fn logs(
+        &self,
+        project: &ProjectName,
+        name: &BoxName,
+        pid: u32,
+        lines: Option<usize>,
+    ) -> CoreResult<LogOutput> {
         let src = self.log_source(project, name, pid).await?;
         let path = src.path.clone();
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| CoreError::internal("reading the log failed", format!("{}: {e}", path.display())))?;
+        let bytes = tokio::fs::read(&path).await.map_err(|e| {
+            CoreError::internal("reading the log failed", format!("{}: {e}", path.display()))
+        })?;
         let text = String::from_utf8_lossy(&bytes);
         let output = match lines {
             Some(n) => last_lines(&text, n).to_owned(),
@@ -154,7 +200,9 @@ impl LogSource {
         let stat = format!("/proc/{init}/root/proc/{}/stat", self.pid);
         match std::fs::read_to_string(stat) {
             // The state follows the command name in parentheses, which may itself hold ')'.
-            Ok(s) => s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+            Ok(s) => s
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
             Err(_) => false,
         }
     }

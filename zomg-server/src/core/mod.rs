@@ -10,6 +10,7 @@ mod boxes;
 mod delete;
 mod error;
 mod exec;
+mod files;
 mod fork;
 mod locks;
 mod reconcile;
@@ -20,9 +21,11 @@ pub mod volumes;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use bases::BOOTSTRAP_PACKAGES;
 pub use boxes::ListQuery;
 pub use error::{CoreError, CoreResult};
 pub use exec::LogSource;
+pub use files::{BoxFilePath, ByteStream};
 pub use reconcile::ReconcileReport;
 pub use rules::ResourceLimits;
 

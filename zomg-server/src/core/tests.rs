@@ -29,7 +29,9 @@ fn harness() -> Harness {
     let runtime = FakeRuntime::new();
     let base = Subvol::base("box-base", "latest");
     storage.create(&base).unwrap();
-    storage.write_file(&base, "etc/os-release".as_ref(), b"fake").unwrap();
+    storage
+        .write_file(&base, "etc/os-release".as_ref(), b"fake")
+        .unwrap();
     storage.set_read_only(&base, true).unwrap();
     store
         .insert_base(&BaseRecord {
@@ -47,7 +49,12 @@ fn harness() -> Harness {
     };
     settings.delete_backoff = Duration::from_millis(10);
     settings.delete_attempts = 3;
-    let svc = BoxService::new(store.clone(), storage.clone(), Arc::new(runtime.clone()), settings);
+    let svc = BoxService::new(
+        store.clone(),
+        storage.clone(),
+        Arc::new(runtime.clone()),
+        settings,
+    );
     Harness {
         svc,
         store,
@@ -75,9 +82,21 @@ fn create(name: &str) -> CreateBox {
 impl Harness {
     /// Nothing exists besides the base: no records, roots or containers.
     async fn assert_empty(&self) {
-        assert!(self.store.list_boxes(&Default::default()).unwrap().is_empty(), "records left");
-        assert!(self.storage.list(SubvolKind::Root).unwrap().is_empty(), "roots left");
-        assert!(self.runtime.list().await.unwrap().is_empty(), "containers left");
+        assert!(
+            self.store
+                .list_boxes(&Default::default())
+                .unwrap()
+                .is_empty(),
+            "records left"
+        );
+        assert!(
+            self.storage.list(SubvolKind::Root).unwrap().is_empty(),
+            "roots left"
+        );
+        assert!(
+            self.runtime.list().await.unwrap().is_empty(),
+            "containers left"
+        );
     }
 }
 
@@ -117,7 +136,10 @@ async fn create_runs_the_box_with_its_spec() {
     let root = Subvol::root(&info.id);
     assert!(h.storage.exists(&root));
     assert_eq!(h.storage.limit(&root).unwrap(), Some(2 << 30));
-    assert!(fake.spec.rootfs.join("etc/os-release").exists(), "root is a snapshot of the base");
+    assert!(
+        fake.spec.rootfs.join("etc/os-release").exists(),
+        "root is a snapshot of the base"
+    );
 }
 
 #[tokio::test]
@@ -202,9 +224,16 @@ async fn bad_input_is_rejected_and_leaves_nothing() {
     ];
     for (req, code, msg) in cases {
         let e = h.svc.create(&p("default"), req.clone()).await.unwrap_err();
-        assert!(matches!(e, CoreError::Invalid { .. } | CoreError::NotFound { .. }), "{req:?}: {e:?}");
+        assert!(
+            matches!(e, CoreError::Invalid { .. } | CoreError::NotFound { .. }),
+            "{req:?}: {e:?}"
+        );
         assert_eq!(e.code(), code, "{req:?}");
-        assert!(e.public_message().contains(msg), "{req:?}: {}", e.public_message());
+        assert!(
+            e.public_message().contains(msg),
+            "{req:?}: {}",
+            e.public_message()
+        );
     }
     h.assert_empty().await;
 }
@@ -213,9 +242,16 @@ async fn bad_input_is_rejected_and_leaves_nothing() {
 async fn duplicate_name_is_a_conflict_in_the_same_project_only() {
     let h = harness();
     h.svc.create(&p("default"), create("web")).await.unwrap();
-    let e = h.svc.create(&p("default"), create("web")).await.unwrap_err();
+    let e = h
+        .svc
+        .create(&p("default"), create("web"))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "box_exists");
-    assert_eq!(e.public_message(), "box \"web\" already exists in project \"default\"");
+    assert_eq!(
+        e.public_message(),
+        "box \"web\" already exists in project \"default\""
+    );
     h.svc.create(&p("other"), create("web")).await.unwrap();
     assert_eq!(h.storage.list(SubvolKind::Root).unwrap().len(), 2);
 }
@@ -224,9 +260,16 @@ async fn duplicate_name_is_a_conflict_in_the_same_project_only() {
 async fn failed_start_leaves_nothing() {
     let h = harness();
     h.runtime.fail_next_start("no tini");
-    let e = h.svc.create(&p("default"), create("web")).await.unwrap_err();
+    let e = h
+        .svc
+        .create(&p("default"), create("web"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, CoreError::Internal { .. }));
-    assert!(e.public_message().starts_with("starting box \"web\" failed"));
+    assert!(
+        e.public_message()
+            .starts_with("starting box \"web\" failed")
+    );
     h.assert_empty().await;
     // The name is free again.
     h.svc.create(&p("default"), create("web")).await.unwrap();
@@ -235,22 +278,40 @@ async fn failed_start_leaves_nothing() {
 #[tokio::test]
 async fn stop_resume_keep_the_root() {
     let h = harness();
-    let info = h.svc.create(&p("default"), CreateBox {
-        termination_grace_period_seconds: Some(3),
-        ..create("web")
-    }).await.unwrap();
+    let info = h
+        .svc
+        .create(
+            &p("default"),
+            CreateBox {
+                termination_grace_period_seconds: Some(3),
+                ..create("web")
+            },
+        )
+        .await
+        .unwrap();
     let root = Subvol::root(&info.id);
-    h.storage.write_file(&root, "root/file".as_ref(), b"kept").unwrap();
+    h.storage
+        .write_file(&root, "root/file".as_ref(), b"kept")
+        .unwrap();
     let stopped = h.svc.stop(&p("default"), &n("web")).await.unwrap();
     assert_eq!(stopped.status, BoxStatus::Stopped);
     assert_eq!(h.runtime.state(&info.id).await.unwrap(), RunState::Missing);
-    assert_eq!(h.runtime.snapshot(&info.id).unwrap().stops, [Duration::from_secs(3)]);
+    assert_eq!(
+        h.runtime.snapshot(&info.id).unwrap().stops,
+        [Duration::from_secs(3)]
+    );
     // Idempotent.
-    assert_eq!(h.svc.stop(&p("default"), &n("web")).await.unwrap().status, BoxStatus::Stopped);
+    assert_eq!(
+        h.svc.stop(&p("default"), &n("web")).await.unwrap().status,
+        BoxStatus::Stopped
+    );
     let resumed = h.svc.resume(&p("default"), &n("web")).await.unwrap();
     assert_eq!(resumed.status, BoxStatus::Running);
     assert_eq!(h.runtime.snapshot(&info.id).unwrap().starts, 2);
-    assert_eq!(std::fs::read(h.storage.path(&root).join("root/file")).unwrap(), b"kept");
+    assert_eq!(
+        std::fs::read(h.storage.path(&root).join("root/file")).unwrap(),
+        b"kept"
+    );
     // Resuming a running box is a no-op.
     h.svc.resume(&p("default"), &n("web")).await.unwrap();
     assert_eq!(h.runtime.snapshot(&info.id).unwrap().starts, 2);
@@ -267,20 +328,40 @@ async fn delete_rules() {
     assert!(matches!(e, CoreError::Conflict { .. }));
     assert_eq!(e.code(), "box_running");
     assert_eq!(e.public_message(), "box is running");
-    assert_eq!(h.svc.delete_status(&project, &n("web")).unwrap().status, DeleteState::Active);
+    assert_eq!(
+        h.svc.delete_status(&project, &n("web")).unwrap().status,
+        DeleteState::Active
+    );
 
     let d = h.svc.delete(&project, &n("web"), true).await.unwrap();
     assert_eq!(d.status, DeleteState::Deleted);
     assert_eq!(d.name, "web");
-    assert_eq!(h.svc.delete_status(&project, &n("web")).unwrap().status, DeleteState::Deleted);
+    assert_eq!(
+        h.svc.delete_status(&project, &n("web")).unwrap().status,
+        DeleteState::Deleted
+    );
     // Idempotent.
-    assert_eq!(h.svc.delete(&project, &n("web"), false).await.unwrap().status, DeleteState::Deleted);
+    assert_eq!(
+        h.svc
+            .delete(&project, &n("web"), false)
+            .await
+            .unwrap()
+            .status,
+        DeleteState::Deleted
+    );
     h.assert_empty().await;
 
     // A stopped box needs no force.
     h.svc.create(&project, create("db")).await.unwrap();
     h.svc.stop(&project, &n("db")).await.unwrap();
-    assert_eq!(h.svc.delete(&project, &n("db"), false).await.unwrap().status, DeleteState::Deleted);
+    assert_eq!(
+        h.svc
+            .delete(&project, &n("db"), false)
+            .await
+            .unwrap()
+            .status,
+        DeleteState::Deleted
+    );
     h.assert_empty().await;
 }
 
@@ -294,10 +375,23 @@ async fn delete_retries_in_the_background_until_cleanup_works() {
     let d = h.svc.delete(&project, &n("web"), true).await.unwrap();
     assert_eq!(d.status, DeleteState::Deleting);
     assert!(d.message.unwrap().contains("deleting the root filesystem"));
-    assert_eq!(h.svc.delete_status(&project, &n("web")).unwrap().status, DeleteState::Deleting);
-    assert_eq!(h.svc.get(&project, &n("web")).await.unwrap().status, BoxStatus::Deleting);
+    assert_eq!(
+        h.svc.delete_status(&project, &n("web")).unwrap().status,
+        DeleteState::Deleting
+    );
+    assert_eq!(
+        h.svc.get(&project, &n("web")).await.unwrap().status,
+        BoxStatus::Deleting
+    );
     // A second delete while one is pending reports progress instead of starting over.
-    assert_eq!(h.svc.delete(&project, &n("web"), true).await.unwrap().status, DeleteState::Deleting);
+    assert_eq!(
+        h.svc
+            .delete(&project, &n("web"), true)
+            .await
+            .unwrap()
+            .status,
+        DeleteState::Deleting
+    );
     h.storage.set_busy(&root, false);
     let status = zomg_sdk::poll_until("delete", Duration::from_secs(5), || async {
         let s = h.svc.delete_status(&project, &n("web")).unwrap();
@@ -329,7 +423,14 @@ async fn delete_reports_failed_after_the_last_retry_and_can_be_retried() {
     assert!(b.status_reason.is_some());
     // Once the cause is repaired, a new delete starts over and finishes.
     h.storage.set_busy(&root, false);
-    assert_eq!(h.svc.delete(&project, &n("web"), true).await.unwrap().status, DeleteState::Deleted);
+    assert_eq!(
+        h.svc
+            .delete(&project, &n("web"), true)
+            .await
+            .unwrap()
+            .status,
+        DeleteState::Deleted
+    );
     h.assert_empty().await;
 }
 
@@ -339,14 +440,21 @@ async fn update_applies_only_the_allowlist() {
     let project = p("default");
     let info = h.svc.create(&project, create("web")).await.unwrap();
     let env = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
     let e = h
         .svc
-        .update(&project, &n("web"), UpdateBox {
-            environment: env(&[("FOO", "1")]),
-            tags: BTreeMap::new(),
-        })
+        .update(
+            &project,
+            &n("web"),
+            UpdateBox {
+                environment: env(&[("FOO", "1")]),
+                tags: BTreeMap::new(),
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), "no_updates");
@@ -354,10 +462,20 @@ async fn update_applies_only_the_allowlist() {
 
     let u = h
         .svc
-        .update(&project, &n("web"), UpdateBox {
-            environment: env(&[("MEMORY", "512M"), ("CPU", "250m"), ("PORT", "3000"), ("TERMINATION_GRACE_SECONDS", "5"), ("FOO", "dropped")]),
-            tags: env(&[("team", "core")]),
-        })
+        .update(
+            &project,
+            &n("web"),
+            UpdateBox {
+                environment: env(&[
+                    ("MEMORY", "512M"),
+                    ("CPU", "250m"),
+                    ("PORT", "3000"),
+                    ("TERMINATION_GRACE_SECONDS", "5"),
+                    ("FOO", "dropped"),
+                ]),
+                tags: env(&[("team", "core")]),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(u.config.ram_mb, 512);
@@ -365,8 +483,17 @@ async fn update_applies_only_the_allowlist() {
     assert_eq!(u.port, Some(3000));
     assert_eq!(u.termination_grace_period_seconds, 5);
     assert_eq!(u.tags["team"], "core");
-    assert!(!u.environment.contains_key("FOO"), "update never changes the environment");
-    let live = h.runtime.snapshot(&info.id).unwrap().container.unwrap().resources;
+    assert!(
+        !u.environment.contains_key("FOO"),
+        "update never changes the environment"
+    );
+    let live = h
+        .runtime
+        .snapshot(&info.id)
+        .unwrap()
+        .container
+        .unwrap()
+        .resources;
     assert_eq!((live.memory_mb, live.millicpus), (512, 250), "applied live");
     // Persisted for the next start.
     h.svc.stop(&project, &n("web")).await.unwrap();
@@ -376,10 +503,14 @@ async fn update_applies_only_the_allowlist() {
 
     let e = h
         .svc
-        .update(&project, &n("web"), UpdateBox {
-            environment: env(&[("PORT", "70000")]),
-            tags: BTreeMap::new(),
-        })
+        .update(
+            &project,
+            &n("web"),
+            UpdateBox {
+                environment: env(&[("PORT", "70000")]),
+                tags: BTreeMap::new(),
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), "invalid_port");
@@ -388,20 +519,39 @@ async fn update_applies_only_the_allowlist() {
 #[tokio::test]
 async fn list_pages_and_filters() {
     let h = harness();
-    for (proj, name, role) in [("a", "w1", "web"), ("a", "w2", "web"), ("a", "db", "db"), ("b", "w1", "web")] {
+    for (proj, name, role) in [
+        ("a", "w1", "web"),
+        ("a", "w2", "web"),
+        ("a", "db", "db"),
+        ("b", "w1", "web"),
+    ] {
         h.svc
-            .create(&p(proj), CreateBox {
-                tags: [("role".to_owned(), role.to_owned())].into(),
-                ..create(name)
-            })
+            .create(
+                &p(proj),
+                CreateBox {
+                    tags: [("role".to_owned(), role.to_owned())].into(),
+                    ..create(name)
+                },
+            )
             .await
             .unwrap();
     }
-    let names = |l: &zomg_sdk::BoxList| l.boxes.iter().map(|b| format!("{}:{}", b.project, b.name)).collect::<Vec<_>>();
+    let names = |l: &zomg_sdk::BoxList| {
+        l.boxes
+            .iter()
+            .map(|b| format!("{}:{}", b.project, b.name))
+            .collect::<Vec<_>>()
+    };
     let all = h.svc.list(&ListQuery::default()).unwrap();
     assert_eq!(names(&all), ["a:db", "a:w1", "a:w2", "b:w1"]);
     assert!(!all.has_more);
-    let first = h.svc.list(&ListQuery { max_results: Some(3), ..Default::default() }).unwrap();
+    let first = h
+        .svc
+        .list(&ListQuery {
+            max_results: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(names(&first), ["a:db", "a:w1", "a:w2"]);
     assert!(first.has_more);
     let second = h
@@ -423,8 +573,22 @@ async fn list_pages_and_filters() {
         })
         .unwrap();
     assert_eq!(names(&web_in_a), ["a:w1", "a:w2"]);
-    assert!(h.svc.list(&ListQuery { max_results: Some(0), ..Default::default() }).is_err());
-    assert!(h.svc.list(&ListQuery { continuation_token: Some("junk".into()), ..Default::default() }).is_err());
+    assert!(
+        h.svc
+            .list(&ListQuery {
+                max_results: Some(0),
+                ..Default::default()
+            })
+            .is_err()
+    );
+    assert!(
+        h.svc
+            .list(&ListQuery {
+                continuation_token: Some("junk".into()),
+                ..Default::default()
+            })
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -438,16 +602,35 @@ async fn exec_needs_a_running_box_and_known_users() {
     };
     let e = h
         .svc
-        .exec(&project, &n("web"), ExecStart { user: Some("alice".into()), ..start(&["true"]) })
+        .exec(
+            &project,
+            &n("web"),
+            ExecStart {
+                user: Some("alice".into()),
+                ..start(&["true"])
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), "user_not_found");
-    let e = h.svc.exec(&project, &n("web"), start(&[])).await.unwrap_err();
+    let e = h
+        .svc
+        .exec(&project, &n("web"), start(&[]))
+        .await
+        .unwrap_err();
     assert_eq!(e.public_message(), "command is empty");
-    let p1 = h.svc.exec(&project, &n("web"), start(&["exit", "3"])).await.unwrap();
+    let p1 = h
+        .svc
+        .exec(&project, &n("web"), start(&["exit", "3"]))
+        .await
+        .unwrap();
     assert_eq!(p1.wait.await.unwrap().code(), 3);
     h.svc.stop(&project, &n("web")).await.unwrap();
-    let e = h.svc.exec(&project, &n("web"), start(&["true"])).await.unwrap_err();
+    let e = h
+        .svc
+        .exec(&project, &n("web"), start(&["true"]))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "box_not_running");
 }
 
@@ -465,7 +648,13 @@ async fn reconcile_repairs_what_the_store_and_runtime_disagree_on() {
     half.name = n("half");
     half.status = BoxStatus::Creating;
     h.store.insert_box(&half).unwrap();
-    h.storage.snapshot(&Subvol::base("box-base", "latest"), &Subvol::root("b-half"), false).unwrap();
+    h.storage
+        .snapshot(
+            &Subvol::base("box-base", "latest"),
+            &Subvol::root("b-half"),
+            false,
+        )
+        .unwrap();
 
     // A stop that died half-way.
     let stopping = h.svc.create(&project, create("stopping")).await.unwrap();
@@ -474,7 +663,13 @@ async fn reconcile_repairs_what_the_store_and_runtime_disagree_on() {
     h.store.update_box(&rec).unwrap();
 
     // Orphans: a root and a container nobody owns.
-    h.storage.snapshot(&Subvol::base("box-base", "latest"), &Subvol::root("b-orphan"), false).unwrap();
+    h.storage
+        .snapshot(
+            &Subvol::base("box-base", "latest"),
+            &Subvol::root("b-orphan"),
+            false,
+        )
+        .unwrap();
     let mut orphan_spec = h.runtime.snapshot(&healthy.id).unwrap().spec;
     orphan_spec.id = "b-ghost".into();
     h.runtime.start(&orphan_spec).await.unwrap();
@@ -485,9 +680,15 @@ async fn reconcile_repairs_what_the_store_and_runtime_disagree_on() {
     assert_eq!(report.finished_stops, ["default:stopping"]);
     assert_eq!(report.orphan_containers, ["b-ghost"]);
     assert_eq!(report.orphan_roots, ["b-orphan"]);
-    assert!(matches!(h.runtime.state(&crashed.id).await.unwrap(), RunState::Running { .. }));
+    assert!(matches!(
+        h.runtime.state(&crashed.id).await.unwrap(),
+        RunState::Running { .. }
+    ));
     assert!(h.store.get_box("default", "half").unwrap().is_none());
-    assert_eq!(h.svc.get(&project, &n("stopping")).await.unwrap().status, BoxStatus::Stopped);
+    assert_eq!(
+        h.svc.get(&project, &n("stopping")).await.unwrap().status,
+        BoxStatus::Stopped
+    );
     assert!(!h.storage.exists(&Subvol::root("b-orphan")));
     assert_eq!(h.runtime.state("b-ghost").await.unwrap(), RunState::Missing);
     // A second pass finds nothing to do.
@@ -508,7 +709,10 @@ async fn reconcile_marks_boxes_that_cannot_start_failed() {
     assert_eq!(b.status, BoxStatus::Failed);
     assert!(b.status_reason.unwrap().contains("tini is gone"));
     // resume is the way out of `failed`.
-    assert_eq!(h.svc.resume(&project, &n("web")).await.unwrap().status, BoxStatus::Running);
+    assert_eq!(
+        h.svc.resume(&project, &n("web")).await.unwrap().status,
+        BoxStatus::Running
+    );
 }
 
 #[tokio::test]
@@ -520,12 +724,20 @@ async fn reconcile_resumes_pending_deletes() {
     h.storage.set_busy(&root, true);
     h.svc.delete(&project, &n("web"), true).await.unwrap();
     // "Restart": a new service over the same backends.
-    let svc2 = BoxService::new(h.store.clone(), h.storage.clone(), Arc::new(h.runtime.clone()), h.svc.settings().clone());
+    let svc2 = BoxService::new(
+        h.store.clone(),
+        h.storage.clone(),
+        Arc::new(h.runtime.clone()),
+        h.svc.settings().clone(),
+    );
     h.storage.set_busy(&root, false);
     let report = svc2.reconcile().await.unwrap();
     assert_eq!(report.resumed_deletes, ["default:web"]);
     zomg_sdk::poll_until("delete", Duration::from_secs(5), || async {
-        Ok((svc2.delete_status(&project, &n("web")).unwrap().status == DeleteState::Deleted).then_some(()))
+        Ok(
+            (svc2.delete_status(&project, &n("web")).unwrap().status == DeleteState::Deleted)
+                .then_some(()),
+        )
     })
     .await
     .unwrap();

@@ -13,6 +13,7 @@
 //!
 //! Needs Linux ≥ 5.6 (`openat2`).
 
+pub mod tar;
 #[cfg(test)]
 mod tests;
 
@@ -144,7 +145,53 @@ fn open_parent<'p>(root: BorrowedFd<'_>, path: &'p Path) -> io::Result<(OwnedFd,
         OFlags::PATH | OFlags::DIRECTORY,
         Mode::empty(),
     )?;
+    refuse_pseudo_fs(&dir)?;
     Ok((dir, name))
+}
+
+/// Kernel filesystems that expose the host or the kernel rather than files of the box:
+/// `(magic, name)` from `statfs(2)`.
+const PSEUDO_FILESYSTEMS: &[(u32, &str)] = &[
+    (0x9fa0, "proc"),
+    (0x6265_6572, "sysfs"),
+    (0x0027_e0eb, "cgroup"),
+    (0x6367_7270, "cgroup2"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0xcafe_4a11, "bpf"),
+    (0x1cd1, "devpts"),
+    (0x4249_4e4d, "binfmt_misc"),
+    (0x6265_6570, "configfs"),
+    (0x6165_676c, "pstore"),
+    (0xde5e_81e4, "efivarfs"),
+    (0xf97c_ff8c, "selinuxfs"),
+    (0x6573_5543, "fusectl"),
+    (0x6e73_6673, "nsfs"),
+];
+
+/// The name of the kernel pseudo filesystem (`proc`, `sysfs`, `cgroup`…) that `fd` is on,
+/// or `None` for a filesystem that holds files. Seen through a running box's mounts, those
+/// filesystems reach the kernel and the host, so file transfer never reads or writes them.
+pub fn pseudo_fs(fd: impl AsFd) -> io::Result<Option<&'static str>> {
+    let st = rustix::fs::fstatfs(fd)?;
+    // f_type is a signed word whose meaningful bits are the 32-bit magic.
+    let magic = st.f_type as u32;
+    Ok(PSEUDO_FILESYSTEMS
+        .iter()
+        .find(|(m, _)| *m == magic)
+        .map(|(_, name)| *name))
+}
+
+/// Fails with `PermissionDenied` when `fd` is on a kernel pseudo filesystem.
+pub fn refuse_pseudo_fs(fd: impl AsFd) -> io::Result<()> {
+    match pseudo_fs(fd)? {
+        None => Ok(()),
+        Some(name) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{name} is a kernel filesystem; files cannot be copied to or from it"),
+        )),
+    }
 }
 
 /// Creates the directory `path` and any missing parents inside the root (`mkdir -p`).
@@ -186,6 +233,7 @@ pub fn create_dir_all_in_root(root: impl AsFd, path: &Path, mode: u32) -> FsResu
         ) {
             Ok(next) => dir = next,
             Err(Errno::NOENT) => {
+                refuse_pseudo_fs(&dir).map_err(fail)?;
                 match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(fail(e.into())),
@@ -226,12 +274,7 @@ impl AtomicFile {
         let (dir, name) = open_parent(root.as_fd(), path).map_err(fail)?;
         let mut attempt = 0u32;
         let (tmp_name, file) = loop {
-            let tmp_name = OsString::from(format!(
-                ".{}.zomg-{}-{}",
-                name.to_string_lossy().chars().take(64).collect::<String>(),
-                std::process::id(),
-                rand::random::<u64>()
-            ));
+            let tmp_name = temp_name(name);
             match rustix::fs::openat(
                 &dir,
                 &tmp_name,
@@ -261,10 +304,23 @@ impl AtomicFile {
 
     /// Flushes the file to disk and renames it over the final name. A symlink at the final
     /// name is replaced, not followed.
-    pub fn commit(mut self) -> FsResult<()> {
+    pub fn commit(self) -> FsResult<()> {
+        self.finish(true)
+    }
+
+    /// Renames the file over the final name without flushing it first: readers still see
+    /// the old content or the new, but a crash may lose the new one. For many small files
+    /// followed by one `syncfs` ([`sync_filesystem`]).
+    pub fn commit_unsynced(self) -> FsResult<()> {
+        self.finish(false)
+    }
+
+    fn finish(mut self, sync: bool) -> FsResult<()> {
         let file = self.file.take().expect("present until commit");
-        file.sync_all()
-            .map_err(|e| FsError::new("writing", &self.path, e))?;
+        if sync {
+            file.sync_all()
+                .map_err(|e| FsError::new("writing", &self.path, e))?;
+        }
         drop(file);
         rustix::fs::renameat(&self.dir, &self.tmp_name, &self.dir, &self.name)
             .map_err(|e| FsError::new("renaming into place", &self.path, e))?;
@@ -376,4 +432,69 @@ pub fn remove_in_root(root: impl AsFd, path: &Path) -> FsResult<()> {
         other => other,
     }
     .map_err(|e| fail(e.into()))
+}
+
+/// A temporary name next to `name` for building an entry before renaming it into place.
+fn temp_name(name: &OsStr) -> OsString {
+    OsString::from(format!(
+        ".{}.zomg-{}-{}",
+        name.to_string_lossy().chars().take(64).collect::<String>(),
+        std::process::id(),
+        rand::random::<u64>()
+    ))
+}
+
+/// Creates (or atomically replaces) a symbolic link at `path` inside the root whose target
+/// is `target`. The target is only text: it is never resolved here, and any later lookup
+/// through it by these helpers stays inside the root.
+pub fn symlink_in_root(root: impl AsFd, path: &Path, target: &Path) -> FsResult<()> {
+    let fail = |e: io::Error| FsError::new("creating symlink", path, e);
+    let (dir, name) = open_parent(root.as_fd(), path).map_err(fail)?;
+    let tmp = temp_name(name);
+    rustix::fs::symlinkat(target, &dir, &tmp).map_err(|e| fail(e.into()))?;
+    if let Err(e) = rustix::fs::renameat(&dir, &tmp, &dir, name) {
+        let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        return Err(fail(e.into()));
+    }
+    Ok(())
+}
+
+/// Creates (or atomically replaces) `path` as a hard link to the regular file `existing`,
+/// both inside the root. `existing` is resolved inside the root without following a final
+/// symlink, and must be a regular file: a link can never reach a file outside the root.
+pub fn hard_link_in_root(root: impl AsFd, existing: &Path, path: &Path) -> FsResult<()> {
+    let root = root.as_fd();
+    let fail = |e: io::Error| FsError::new("creating hard link", path, e);
+    let src = resolve(
+        root,
+        existing,
+        OFlags::PATH | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| FsError::new("opening", existing, e))?;
+    let meta = File::from(src.try_clone().map_err(fail)?)
+        .metadata()
+        .map_err(fail)?;
+    if !meta.is_file() {
+        return Err(fail(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "hard link target {} is not a regular file",
+                existing.display()
+            ),
+        )));
+    }
+    let (dir, name) = open_parent(root, path).map_err(fail)?;
+    let tmp = temp_name(name);
+    rustix::fs::linkat(&src, "", &dir, &tmp, AtFlags::EMPTY_PATH).map_err(|e| fail(e.into()))?;
+    if let Err(e) = rustix::fs::renameat(&dir, &tmp, &dir, name) {
+        let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        return Err(fail(e.into()));
+    }
+    Ok(())
+}
+
+/// Flushes the whole filesystem that `fd` is on (`syncfs(2)`).
+pub fn sync_filesystem(fd: impl AsFd) -> io::Result<()> {
+    rustix::fs::syncfs(fd).map_err(Into::into)
 }

@@ -130,7 +130,9 @@ pub struct ExecProcess {
     /// Resizes the terminal (no-op without a tty).
     pub resizer: Option<Box<dyn Resizer>>,
     /// Resolves when the command ends. Reading stdout/stderr to EOF is independent of it:
-    /// drive them concurrently (a full pipe blocks the command).
+    /// drive them concurrently (a full pipe blocks the command). Dropping it before it
+    /// resolves stops the command (the caller went away): SIGTERM, then SIGKILL after a
+    /// short grace.
     pub wait: Pin<Box<dyn std::future::Future<Output = RuntimeResult<ExitStatus>> + Send>>,
 }
 

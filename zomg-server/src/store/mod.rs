@@ -241,9 +241,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn update_op(&self, op: &OpRecord) -> StoreResult<()>;
     /// The latest operation of a kind on a target.
     fn latest_op(&self, kind: OpKind, target: &str) -> StoreResult<Option<OpRecord>>;
-    /// The latest operation of a kind by label (`project:name`), for status after the
-    /// target record is gone.
-    fn latest_op_by_label(&self, kind: OpKind, label: &str) -> StoreResult<Option<OpRecord>>;
     /// Every operation in `Pending` state, oldest first.
     fn pending_ops(&self) -> StoreResult<Vec<OpRecord>>;
 }

@@ -616,18 +616,6 @@ impl Store for SqliteStore {
         row.map(decode_op).transpose()
     }
 
-    fn latest_op_by_label(&self, kind: OpKind, label: &str) -> StoreResult<Option<OpRecord>> {
-        let row = self
-            .conn()
-            .query_row(
-                &format!("SELECT {OP_COLUMNS} FROM ops WHERE kind = ?1 AND label = ?2 ORDER BY created_at DESC, rowid DESC LIMIT 1"),
-                [kind.as_str(), label],
-                read_op,
-            )
-            .optional()?;
-        row.map(decode_op).transpose()
-    }
-
     fn pending_ops(&self) -> StoreResult<Vec<OpRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
@@ -817,13 +805,6 @@ mod tests {
         s.update_op(&op).unwrap();
         assert!(s.pending_ops().unwrap().is_empty());
         assert_eq!(s.latest_op(OpKind::DeleteBox, "box1").unwrap().unwrap(), op);
-        assert_eq!(
-            s.latest_op_by_label(OpKind::DeleteBox, "default:web")
-                .unwrap()
-                .unwrap()
-                .attempts,
-            3
-        );
     }
 
     #[test]

@@ -6,14 +6,17 @@ use std::collections::BTreeMap;
 
 use zomg_sdk::{BoxInfo, CreateBox, CreateVolume, DataMountSpec};
 use zomg_server::storage::Subvol;
+use zomg_server::testing::TestServer;
 
-use crate::support::{TestServer, assert_api_error, cgroup_file, create, sh, sh_ok, subvolumes};
+use crate::checks::{
+    assert_api_error, cgroup_file, create, project, service, sh, sh_ok, subvolumes,
+};
 
 /// A running box `src` with volumes at `/data` (rw) and `/cfg` (ro), settings, and files
 /// written (not synced) in its root and its data volume.
 async fn source(server: &TestServer) -> BoxInfo {
     let client = server.client();
-    let project = server.project();
+    let project = project();
     for name in ["data", "cfg"] {
         let req = CreateVolume {
             name: name.into(),
@@ -21,7 +24,7 @@ async fn source(server: &TestServer) -> BoxInfo {
         };
         client.create_volume(&project, &req).await.unwrap();
     }
-    let storage = server.service().storage_backend();
+    let storage = service(server).storage_backend();
     let cfg = client
         .get_volume(&project, &"cfg".parse().unwrap())
         .await
@@ -78,7 +81,7 @@ async fn source(server: &TestServer) -> BoxInfo {
 async fn a_fork_sees_root_and_volumes_and_then_diverges() {
     let server = TestServer::start().await;
     let client = server.client();
-    let project = server.project();
+    let project = project();
     let src = source(&server).await;
     let blob_sum = sh_ok(
         &client,
@@ -244,7 +247,7 @@ async fn a_fork_sees_root_and_volumes_and_then_diverges() {
         2,
         "the clone's volumes are gone: {volumes:?}"
     );
-    let records = server.service().store_backend().list_volumes(None).unwrap();
+    let records = service(&server).store_backend().list_volumes(None).unwrap();
     assert!(
         records.iter().all(|v| v.owner_box_id.is_none()),
         "{records:?}"
@@ -259,7 +262,7 @@ async fn a_fork_sees_root_and_volumes_and_then_diverges() {
 async fn deleting_the_source_first_leaves_the_fork_intact() {
     let server = TestServer::start().await;
     let client = server.client();
-    let project = server.project();
+    let project = project();
     source(&server).await;
     create(
         &client,
@@ -316,7 +319,7 @@ async fn deleting_the_source_first_leaves_the_fork_intact() {
 async fn a_stopped_box_forks_and_bad_forks_leave_nothing() {
     let server = TestServer::start().await;
     let client = server.client();
-    let project = server.project();
+    let project = project();
     source(&server).await;
     let src_name = "src".parse().unwrap();
     client.stop_box(&project, &src_name).await.unwrap();

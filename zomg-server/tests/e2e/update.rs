@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use zomg_sdk::{CreateBox, UpdateBox};
+use zomg_server::testing::TestServer;
 
-use crate::support::{TestServer, assert_api_error, cgroup_file, create, sh, sh_ok};
+use crate::checks::{assert_api_error, cgroup_file, create, project, sh, sh_ok};
 
 fn settings(pairs: &[(&str, &str)]) -> UpdateBox {
     UpdateBox {
@@ -27,7 +28,7 @@ async fn init_start(client: &zomg_sdk::Client, project: &zomg_sdk::ProjectName) 
 async fn cpu_and_memory_apply_live_and_persist() {
     let server = TestServer::start().await;
     let client = server.client();
-    let project = server.project();
+    let project = project();
     let web = create(
         &client,
         &project,
@@ -132,7 +133,7 @@ async fn cpu_and_memory_apply_live_and_persist() {
 async fn settings_outside_the_allowlist_alone_are_refused() {
     let server = TestServer::start().await;
     let client = server.client();
-    let project = server.project();
+    let project = project();
     let web = create(
         &client,
         &project,
@@ -172,7 +173,7 @@ async fn settings_outside_the_allowlist_alone_are_refused() {
 async fn storage_gb_is_enforced_inside_the_box_which_keeps_running() {
     let server = TestServer::start().await;
     let client = server.client();
-    let project = server.project();
+    let project = project();
     let web = create(
         &client,
         &project,

@@ -3,8 +3,9 @@
 
 use zomg_sdk::{CreateBox, CreateVolume, DataMountSpec, VolumeName};
 use zomg_server::storage::Subvol;
+use zomg_server::testing::TestServer;
 
-use crate::support::{TestServer, assert_api_error, create, sh, sh_ok, subvolumes};
+use crate::checks::{assert_api_error, create, project, service, sh, sh_ok, subvolumes};
 
 fn mount(name: &str, path: &str, read_only: bool) -> DataMountSpec {
     DataMountSpec {
@@ -25,7 +26,7 @@ fn vol(name: &str) -> CreateVolume {
 async fn volumes_mount_read_write_and_read_only_and_outlive_boxes() {
     let server = TestServer::start().await;
     let client = server.client();
-    let project = server.project();
+    let project = project();
     let data = client
         .create_volume(
             &project,
@@ -81,7 +82,7 @@ async fn volumes_mount_read_write_and_read_only_and_outlive_boxes() {
     assert_ne!(ro.exit_code, Some(0), "a read-only mount took a write");
     assert!(ro.stderr.contains("Read-only file system"), "{ro:?}");
     // The mounts are the volumes' subvolumes, seen from the host too.
-    let storage = server.service().storage_backend();
+    let storage = service(&server).storage_backend();
     let data_path = storage.path(&Subvol::volume(&data.id));
     assert_eq!(
         std::fs::read_to_string(data_path.join("greeting")).unwrap(),
@@ -191,7 +192,7 @@ async fn volumes_mount_read_write_and_read_only_and_outlive_boxes() {
 async fn bad_data_mounts_are_refused_and_leave_nothing() {
     let server = TestServer::start().await;
     let client = server.client();
-    let project = server.project();
+    let project = project();
     client.create_volume(&project, &vol("data")).await.unwrap();
     client.create_volume(&project, &vol("logs")).await.unwrap();
     let reserved = "(reserved: /proc, /sys, /dev, /run, /etc, /volumes, /home, /box)";

@@ -62,6 +62,48 @@ fn check_argv(spec: &ExecSpec) -> RuntimeResult<()> {
     Ok(())
 }
 
+/// How long a command gets to exit on SIGTERM when its caller went away.
+const ABANDON_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Stops a foreground `runc exec` whose `wait` future was dropped before the command ended
+/// (the client disconnected): SIGTERM to runc, which forwards it to the command, then
+/// SIGKILL after [`ABANDON_GRACE`]. Signals go through a pidfd, so a recycled pid is never
+/// hit.
+struct StopOnDrop {
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+impl StopOnDrop {
+    fn new(child: &tokio::process::Child) -> Self {
+        let pidfd = child
+            .id()
+            .and_then(|pid| rustix::process::Pid::from_raw(pid as i32))
+            .and_then(|pid| {
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+            });
+        StopOnDrop { pidfd }
+    }
+
+    /// The command ended; nothing to stop.
+    fn disarm(&mut self) {
+        self.pidfd = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let Some(fd) = self.pidfd.take() else { return };
+        use rustix::process::{Signal, pidfd_send_signal};
+        if pidfd_send_signal(&fd, Signal::TERM).is_err() {
+            return; // already gone
+        }
+        std::thread::spawn(move || {
+            std::thread::sleep(ABANDON_GRACE);
+            let _ = pidfd_send_signal(&fd, Signal::KILL);
+        });
+    }
+}
+
 fn spawn_error(id: &str, e: std::io::Error) -> RuntimeError {
     RuntimeError::Failed {
         id: id.to_string(),
@@ -84,6 +126,7 @@ pub(crate) async fn piped(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| spawn_error(id, e))?;
+    let mut guard = StopOnDrop::new(&child);
     let stdin = child.stdin.take().map(|s| Box::pin(s) as _);
     let stdout = child.stdout.take().map(|s| Box::pin(s) as _);
     let stderr = child.stderr.take().map(|s| Box::pin(s) as _);
@@ -94,8 +137,9 @@ pub(crate) async fn piped(
         stderr,
         resizer: None,
         wait: Box::pin(async move {
-            let status = child.wait().await.map_err(|e| spawn_error(&id, e))?;
-            finish(&id, &spec, status, &files.runc_log)
+            let status = child.wait().await.map_err(|e| spawn_error(&id, e));
+            guard.disarm();
+            finish(&id, &spec, status?, &files.runc_log)
         }),
     })
 }
@@ -117,6 +161,7 @@ pub(crate) async fn tty(
     let mut cmd = command(runc, &files.runc_log, id, &spec, &["--tty".as_ref()]);
     let master = pty.attach(&mut cmd).map_err(|e| spawn_error(id, e))?;
     let mut child = cmd.spawn().map_err(|e| spawn_error(id, e))?;
+    let mut guard = StopOnDrop::new(&child);
     // Close our copies of the slave: the master reads EOF once runc exits.
     drop(cmd);
     let id = id.to_string();
@@ -126,8 +171,9 @@ pub(crate) async fn tty(
         stderr: None,
         resizer: Some(Box::new(master.resizer())),
         wait: Box::pin(async move {
-            let status = child.wait().await.map_err(|e| spawn_error(&id, e))?;
-            finish(&id, &spec, status, &files.runc_log)
+            let status = child.wait().await.map_err(|e| spawn_error(&id, e));
+            guard.disarm();
+            finish(&id, &spec, status?, &files.runc_log)
         }),
     })
 }
