@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use reqwest::Method;
 use tokio::process::Command;
+use zomg_benches::{Samples, runs};
 use zomg_sdk::{
     BoxName, Client, CreateBox, CreateVolume, DataMountSpec, ExecRequest, ExecResult, ProjectName,
 };
@@ -72,7 +73,7 @@ impl Config {
             }
         };
         Ok(Config {
-            runs: num("ZOMG_BENCH_RUNS", 30)? as usize,
+            runs: runs(),
             volume_mb: num("ZOMG_BENCH_VOLUME_MB", 1024)?,
             base: std::env::var("ZOMG_BENCH_BASE").ok(),
             project: std::env::var("ZOMG_PROJECT")
@@ -86,26 +87,12 @@ impl Config {
     }
 }
 
-/// Latencies of one method in one scenario.
-#[derive(Debug, Clone)]
-struct Series(Vec<Duration>);
-
-impl Series {
-    fn percentile(&self, p: f64) -> Duration {
-        let mut v = self.0.clone();
-        v.sort();
-        // Nearest rank: the smallest value with at least p% of the samples at or below it.
-        let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-        v[rank.min(v.len()) - 1]
+fn samples(times: Vec<Duration>) -> Samples {
+    let mut s = Samples::default();
+    for t in times {
+        s.push(t);
     }
-
-    fn median(&self) -> Duration {
-        self.percentile(50.0)
-    }
-
-    fn p95(&self) -> Duration {
-        self.percentile(95.0)
-    }
+    s
 }
 
 fn ms(d: Duration) -> String {
@@ -214,13 +201,13 @@ fn busybox_rootfs(root: &Path) -> Result<()> {
 
 /// What each scenario measured.
 struct Results {
-    zomg: [Series; 2],
-    podman: [Series; 2],
-    cp: [Series; 2],
+    zomg: [Samples; 2],
+    podman: [Samples; 2],
+    cp: [Samples; 2],
 }
 
 /// zomg: forks of a root-only box, then of a box with two filled volumes.
-async fn bench_zomg(client: &Client, c: &Config) -> Result<[Series; 2]> {
+async fn bench_zomg(client: &Client, c: &Config) -> Result<[Samples; 2]> {
     let p = &c.project;
     let src = format!("fork-src-{}", c.tag);
     let vsrc = format!("fork-vsrc-{}", c.tag);
@@ -291,7 +278,7 @@ async fn bench_zomg(client: &Client, c: &Config) -> Result<[Series; 2]> {
 /// `runs` forks of `source`, deleted (untimed) once all are measured: deleting a clone
 /// makes btrfs account its shared extents in the background, which would slow the next
 /// fork and measure the delete instead.
-async fn forks(client: &Client, c: &Config, source: &str) -> Result<Series> {
+async fn forks(client: &Client, c: &Config, source: &str) -> Result<Samples> {
     let p = &c.project;
     let mut made = Vec::with_capacity(c.runs + 1);
     let result = fork_n(client, c, source, &mut made).await;
@@ -306,7 +293,7 @@ async fn fork_n(
     c: &Config,
     source: &str,
     made: &mut Vec<BoxName>,
-) -> Result<Series> {
+) -> Result<Samples> {
     let p = &c.project;
     let mut times = Vec::with_capacity(c.runs);
     // One more than measured: the first run warms caches and is dropped.
@@ -326,11 +313,11 @@ async fn fork_n(
             times.push(elapsed);
         }
     }
-    Ok(Series(times))
+    Ok(samples(times))
 }
 
 /// podman: clone + start of a running container, without and with two filled volumes.
-async fn bench_podman(c: &Config, rootfs_tar: &Path) -> Result<[Series; 2]> {
+async fn bench_podman(c: &Config, rootfs_tar: &Path) -> Result<[Samples; 2]> {
     let image = format!("localhost/zomg-fork-bench-bb:{}", c.tag);
     let src = format!("zomg-fork-src-{}", c.tag);
     let vsrc = format!("zomg-fork-vsrc-{}", c.tag);
@@ -395,7 +382,7 @@ async fn bench_podman(c: &Config, rootfs_tar: &Path) -> Result<[Series; 2]> {
 
 /// `runs` clones + starts of `source`, removed (untimed) once all are measured, like the
 /// zomg forks.
-async fn clones(c: &Config, source: &str) -> Result<Series> {
+async fn clones(c: &Config, source: &str) -> Result<Samples> {
     let mut times = Vec::with_capacity(c.runs);
     let result = clone_n(c, source, &mut times).await;
     for i in 0..=c.runs {
@@ -403,7 +390,7 @@ async fn clones(c: &Config, source: &str) -> Result<Series> {
             .await
             .ok();
     }
-    result.map(|()| Series(times))
+    result.map(|()| samples(times))
 }
 
 async fn clone_n(c: &Config, source: &str, times: &mut Vec<Duration>) -> Result<()> {
@@ -425,7 +412,7 @@ async fn clone_n(c: &Config, source: &str, times: &mut Vec<Duration>) -> Result<
 }
 
 /// cp: `cp -a` of the rootfs, then of the rootfs plus two volumes' worth of random data.
-async fn bench_cp(c: &Config, dir: &Path, rootfs: &Path) -> Result<[Series; 2]> {
+async fn bench_cp(c: &Config, dir: &Path, rootfs: &Path) -> Result<[Samples; 2]> {
     let with_data = dir.join("with-data");
     run(
         "cp",
@@ -463,9 +450,9 @@ async fn bench_cp(c: &Config, dir: &Path, rootfs: &Path) -> Result<[Series; 2]> 
             }
             std::fs::remove_dir_all(&dst)?;
         }
-        out.push(Series(times));
+        out.push(samples(times));
     }
-    let [a, b]: [Series; 2] = out.try_into().expect("two scenarios");
+    let [a, b]: [Samples; 2] = out.try_into().expect("two scenarios");
     Ok([a, b])
 }
 
@@ -557,21 +544,4 @@ async fn main() -> Result<()> {
     std::fs::remove_dir_all(&dir).ok();
     print(&c, &result?);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let s = Series((1..=30).map(Duration::from_millis).collect());
-        assert_eq!(s.median(), Duration::from_millis(15));
-        assert_eq!(s.p95(), Duration::from_millis(29));
-        let one = Series(vec![Duration::from_millis(7)]);
-        assert_eq!(
-            (one.median(), one.p95()),
-            (Duration::from_millis(7), Duration::from_millis(7))
-        );
-    }
 }
