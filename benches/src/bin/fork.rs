@@ -34,6 +34,9 @@
 //!   target/release/fork
 //! ```
 //!
+//! It prints two Markdown tables (the format of the other benchmarks): medians, p95 and the
+//! ratio zomg/peer (below 1 = zomg is faster), against podman and against cp.
+//!
 //! Everything the benchmark creates (boxes, volumes, containers, podman volumes and image,
 //! temporary directories) carries the process id in its name and is removed at the end.
 
@@ -44,7 +47,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use reqwest::Method;
 use tokio::process::Command;
-use zomg_benches::{Samples, runs};
+use zomg_benches::{Row, Samples, print_table, runs};
 use zomg_sdk::{
     BoxName, Client, CreateBox, CreateVolume, DataMountSpec, ExecRequest, ExecResult, ProjectName,
 };
@@ -93,10 +96,6 @@ fn samples(times: Vec<Duration>) -> Samples {
         s.push(t);
     }
     s
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
 /// Runs a command to completion, failing with its stderr.
@@ -456,47 +455,50 @@ async fn bench_cp(c: &Config, dir: &Path, rootfs: &Path) -> Result<[Samples; 2]>
     Ok([a, b])
 }
 
-fn print(c: &Config, r: &Results) {
+fn print(c: &Config, r: Results) {
     println!(
-        "fork latency, {} runs per cell, milliseconds (volumes: 2 x {} MiB of random data)",
+        "fork latency: {} runs per cell; volumes 2 x {} MiB of random data",
         c.runs, c.volume_mb
     );
-    println!();
-    println!(
-        "{:<22} {:>10} {:>10} {:>13} {:>13} {:>10} {:>10}",
-        "scenario", "zomg p50", "zomg p95", "podman p50", "podman p95", "cp p50", "cp p95"
-    );
-    let names = ["root only", "root + 2 volumes"];
-    for (i, name) in names.iter().enumerate() {
-        println!(
-            "{:<22} {:>10} {:>10} {:>13} {:>13} {:>10} {:>10}",
-            name,
-            ms(r.zomg[i].median()),
-            ms(r.zomg[i].p95()),
-            ms(r.podman[i].median()),
-            ms(r.podman[i].p95()),
-            ms(r.cp[i].median()),
-            ms(r.cp[i].p95()),
-        );
-    }
-    println!();
-    println!(
-        "{:<22} {:>22} {:>22}",
-        "ratio (median)", "podman / zomg", "cp / zomg"
-    );
-    for (i, name) in names.iter().enumerate() {
-        let z = r.zomg[i].median().as_secs_f64();
-        println!(
-            "{:<22} {:>21.1}x {:>21.1}x",
-            name,
-            r.podman[i].median().as_secs_f64() / z,
-            r.cp[i].median().as_secs_f64() / z,
-        );
-    }
-    println!();
     println!("zomg: create --fork until the clone runs (snapshots of root and volumes + start)");
+    println!();
+    let names = ["fork, root only", "fork, root + 2 volumes"];
+    let [z0, z1] = r.zomg;
+    let [p0, p1] = r.podman;
+    let [c0, c1] = r.cp;
     println!("podman: container clone + start (copies config only; the clone shares the volumes)");
+    print_table(
+        "podman clone+start",
+        &[
+            Row {
+                op: names[0].into(),
+                zomg: z0.clone(),
+                peer: p0,
+            },
+            Row {
+                op: names[1].into(),
+                zomg: z1.clone(),
+                peer: p1,
+            },
+        ],
+    );
+    println!();
     println!("cp: cp -a --reflink=never of the same files (page cache, no sync)");
+    print_table(
+        "cp -a",
+        &[
+            Row {
+                op: names[0].into(),
+                zomg: z0,
+                peer: c0,
+            },
+            Row {
+                op: names[1].into(),
+                zomg: z1,
+                peer: c1,
+            },
+        ],
+    );
 }
 
 #[tokio::main]
@@ -542,6 +544,6 @@ async fn main() -> Result<()> {
     }
     .await;
     std::fs::remove_dir_all(&dir).ok();
-    print(&c, &result?);
+    print(&c, result?);
     Ok(())
 }
