@@ -19,9 +19,24 @@ fn settings(pairs: &[(&str, &str)]) -> UpdateBox {
     }
 }
 
-/// The start time of the box's pid 1 (in clock ticks since boot): it changes on restart.
-async fn init_start(client: &zomg_sdk::Client, project: &zomg_sdk::ProjectName) -> String {
-    sh_ok(client, project, "web", "cut -d' ' -f22 /proc/1/stat").await
+/// The box's init as the host sees it (pid from runc's state) and as the box sees it (the
+/// start time of its pid 1): both change when the box restarts.
+async fn init_start(
+    ts: &TestServer,
+    client: &zomg_sdk::Client,
+    project: &zomg_sdk::ProjectName,
+    box_id: &str,
+) -> (u64, String) {
+    let state = ts
+        .data_dir()
+        .join("runtime/runc")
+        .join(box_id)
+        .join("state.json");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("runc state")).expect("json");
+    let pid = state["init_process_pid"].as_u64().expect("init pid");
+    let started = sh_ok(client, project, "web", "cut -d' ' -f22 /proc/1/stat").await;
+    (pid, started)
 }
 
 #[tokio::test]
@@ -45,7 +60,7 @@ async fn cpu_and_memory_apply_live_and_persist() {
         cgroup_file(&server, &web.id, "memory", "memory.limit_in_bytes"),
         (256u64 << 20).to_string()
     );
-    let started = init_start(&client, &project).await;
+    let started = init_start(&server, &client, &project, &web.id).await;
 
     let updated = client
         .update_box(
@@ -78,7 +93,7 @@ async fn cpu_and_memory_apply_live_and_persist() {
         "the box sees its new limit"
     );
     assert_eq!(
-        init_start(&client, &project).await,
+        init_start(&server, &client, &project, &web.id).await,
         started,
         "the box restarted"
     );
@@ -105,7 +120,7 @@ async fn cpu_and_memory_apply_live_and_persist() {
         (128u64 << 20).to_string()
     );
     assert_eq!(
-        init_start(&client, &project).await,
+        init_start(&server, &client, &project, &web.id).await,
         started,
         "the box restarted"
     );
