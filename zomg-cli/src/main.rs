@@ -5,6 +5,9 @@
 //! own code (128 + signal when it was killed, or when the session was interrupted). A closed
 //! stdout (e.g. `zomg list | head -1`) ends the program quietly with 0.
 
+// Doc comments are also the `--help` text, where `<NAME>` is meant literally.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod cli;
 mod commands;
 mod output;

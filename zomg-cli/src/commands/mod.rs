@@ -1,4 +1,4 @@
-//! Command handlers, one module per command group; [`run`] dispatches to them.
+//! Command handlers, one module per command group; [`run()`] dispatches to them.
 //!
 //! Each handler reads its flags, makes one SDK call and hands the result to a printer.
 //! What every handler shares — the target, the project, refusing `--json` — lives here.

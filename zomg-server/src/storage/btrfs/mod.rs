@@ -1,7 +1,7 @@
 //! btrfs storage: a configured mount or a loop image, subvolumes via ioctls.
 //!
 //! [`BtrfsStorage`] keeps the layout of [`super`] on one btrfs filesystem. Subvolume create,
-//! snapshot, delete, flags and qgroup limits are single ioctls (see [`ioctl`]); usage reads the
+//! snapshot, delete, flags and qgroup limits are single ioctls (see the `ioctl` module); usage reads the
 //! qgroup tree after committing the running transaction. Quotas are enabled when the storage
 //! is opened, since limits need them.
 //!
