@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use zomg_sdk::{
     BoxInfo, Client, ExecRequest, ExecResult, FileKind, ProjectName, Target, UploadOptions,
     VolumeName,
@@ -17,7 +16,7 @@ use zomg_sdk::{
 use zomg_server::storage::Subvol;
 use zomg_server::store::{MountRecord, VolumeRecord};
 
-use crate::support::{TestServer, make_rootfs, require_prerequisites};
+use zomg_server::testing::{BlockingTestServer, busybox_rootfs, require_prerequisites};
 
 /// `sha256sum` of a file (the tool is fast in any build profile).
 fn sha256(path: &Path) -> String {
@@ -58,33 +57,13 @@ fn set_mode(path: &Path, mode: u32) {
 }
 
 /// Runs a command in a box to completion (`POST …/exec`).
-fn exec(ts: &TestServer, b: &BoxInfo, argv: &[&str]) -> ExecResult {
-    let req = ts
-        .client
-        .request(
-            Method::POST,
-            &[
-                "v1",
-                "projects",
-                b.project.as_str(),
-                "boxes",
-                b.name.as_str(),
-                "exec",
-            ],
-        )
-        .json(&ExecRequest {
-            command: argv.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        });
-    ts.block_on(async {
-        ts.client
-            .send(req)
-            .await
-            .expect("exec")
-            .json::<ExecResult>()
-            .await
-            .expect("exec result")
-    })
+fn exec(ts: &BlockingTestServer, b: &BoxInfo, argv: &[&str]) -> ExecResult {
+    let request = ExecRequest {
+        command: argv.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    ts.block_on(ts.client.exec_run(&b.project, &b.name, &request))
+        .expect("exec")
 }
 
 /// A sentinel directory on the host, outside every box; [`Outside::assert_untouched`] fails
@@ -132,7 +111,7 @@ impl Outside {
 
 #[test]
 fn files_round_trip_byte_exact_with_modes_on_running_and_stopped_boxes() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("rt");
     let scratch = ts.scratch();
     let cases: [(&str, u64, u32); 4] = [
@@ -210,7 +189,7 @@ fn files_round_trip_byte_exact_with_modes_on_running_and_stopped_boxes() {
 
 #[test]
 fn errors_are_typed_and_name_the_path() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("errs");
     let e = ts
         .block_on(ts.client.stat_file(&ts.project, &b.name, "/nope/x"))
@@ -320,7 +299,7 @@ fn make_tree(root: &Path) {
 
 #[test]
 fn trees_round_trip_with_symlinks_empty_dirs_and_modes() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("tree");
     let scratch = ts.scratch();
     let src = scratch.join("src-tree");
@@ -374,7 +353,7 @@ fn trees_round_trip_with_symlinks_empty_dirs_and_modes() {
 /// Attaches a fresh data volume at `mount` (read-write) by recording it directly, the way
 /// the volumes API will; the box is restarted so that the mount exists. Returns the host
 /// path of the volume.
-fn attach_volume(ts: &TestServer, b: &BoxInfo, volume: &str, mount: &str) -> PathBuf {
+fn attach_volume(ts: &BlockingTestServer, b: &BoxInfo, volume: &str, mount: &str) -> PathBuf {
     let service = ts.service();
     let store = service.store_backend();
     let storage = service.storage_backend();
@@ -414,7 +393,7 @@ fn rand_hex() -> String {
 
 #[test]
 fn writes_under_a_data_volume_land_in_the_volume_running_and_stopped() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("vol");
     let vol = attach_volume(&ts, &b, "cache", "/data");
     let root = ts.root_path(&b);
@@ -507,7 +486,7 @@ fn writes_under_a_data_volume_land_in_the_volume_running_and_stopped() {
 
 #[test]
 fn dotdot_and_absolute_symlinks_resolve_inside_the_box() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("esc");
     let outside = Outside::new();
     let root = ts.root_path(&b);
@@ -653,7 +632,7 @@ impl RawTar {
 #[test]
 fn hostile_archives_cannot_leave_their_directory() {
     use tar::EntryType as T;
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("tar");
     let outside = Outside::new();
     let root = ts.root_path(&b);
@@ -781,7 +760,7 @@ fn hostile_archives_cannot_leave_their_directory() {
 
 #[test]
 fn swapping_a_directory_for_a_symlink_during_transfers_never_escapes() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("swap");
     let outside = Outside::new();
     let root = ts.root_path(&b);
@@ -866,7 +845,7 @@ impl ChildServer {
             .unwrap();
         let data = dir.path().join("data");
         let rootfs = dir.path().join("rootfs");
-        make_rootfs(&rootfs);
+        busybox_rootfs(&rootfs);
         let bin = env!("CARGO_BIN_EXE_zomg-server");
         let gb = storage_gb.to_string();
         let status = Command::new(bin)
@@ -948,8 +927,7 @@ impl Drop for ChildServer {
             rustix::process::Signal::TERM,
         );
         let _ = self.child.wait();
-        let _ =
-            zomg_server::storage::btrfs::BtrfsStorage::unmount_loop(&self.dir.path().join("data"));
+        zomg_server::testing::teardown(&self.dir.path().join("data"));
     }
 }
 

@@ -7,7 +7,6 @@ mod files;
 mod fork;
 mod lifecycle;
 mod restart;
-mod support;
 mod update;
 mod volumes;
 
