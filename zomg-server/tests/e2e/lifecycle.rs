@@ -15,7 +15,7 @@ fn n(s: &str) -> BoxName {
 
 /// Runs a shell command in the box and returns (stdout, exit code).
 async fn sh(client: &Client, project: &str, name: &str, script: &str) -> (String, i32) {
-    let r = crate::exec_run(client, project, name, script).await;
+    let r = crate::exec_sh(client, project, name, script).await;
     assert!(
         r.stderr.is_empty() || r.exit_code != Some(0),
         "stderr of {script:?}: {}",
