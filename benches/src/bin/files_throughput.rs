@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use zomg_sdk::{BoxName, Client, CreateBox, ProjectName, Target};
+use zomg_server::testing::{busybox_rootfs, teardown};
 
 const IMAGE: &str = "localhost/zomg-files-bench-bb";
 const CONTAINER: &str = "zomg-files-bench";
@@ -32,20 +33,6 @@ fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn make_rootfs(root: &Path) -> Result<()> {
-    for dir in ["bin", "etc", "root", "tmp", "proc", "sys", "dev", "run"] {
-        std::fs::create_dir_all(root.join(dir))?;
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).context("copying /bin/busybox")?;
-    for applet in run(Command::new("/bin/busybox").arg("--list"))?.lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
-        }
-    }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
-    Ok(())
-}
-
 /// The server, stopped and its loop image unmounted on drop.
 struct Server {
     child: Child,
@@ -58,15 +45,7 @@ impl Drop for Server {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
-        let mnt = self.data.join("btrfs");
-        let _ = Command::new("umount").arg(&mnt).status();
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "losetup -j '{}' | cut -d: -f1 | xargs -r -n1 losetup -d",
-                self.data.join("storage.img").display()
-            ))
-            .status();
+        teardown(&self.data);
     }
 }
 
@@ -156,7 +135,7 @@ async fn main() -> Result<()> {
         .prefix("zomg-files-bench-")
         .tempdir_in("/var/tmp")?;
     let rootfs = dir.path().join("rootfs");
-    make_rootfs(&rootfs)?;
+    busybox_rootfs(&rootfs);
     let payload = dir.path().join("payload");
     run(Command::new("sh").arg("-c").arg(format!(
         "head -c {size} /dev/urandom > '{}'",
