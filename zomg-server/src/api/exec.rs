@@ -36,13 +36,7 @@ pub(super) async fn exec_ws(
     Path(p): Path<NamedPath>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let (project, name): (ProjectName, BoxName) = p.parse()?;
-    // Answer "not found"/"not running" as a plain HTTP error, before the upgrade.
-    state.service.running_box(&project, &name).await?;
-    let service = state.service.clone();
-    Ok(ws
-        .protocols([EXEC_PROTOCOL])
-        .on_upgrade(move |socket| session(socket, service, project, name, Kind::Exec)))
+    upgrade(state, p, ws, Kind::Exec).await
 }
 
 /// `GET …/boxes/{name}/console`.
@@ -51,12 +45,23 @@ pub(super) async fn console_ws(
     Path(p): Path<NamedPath>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    upgrade(state, p, ws, Kind::Console).await
+}
+
+/// Upgrades to a WebSocket session of `kind` on a running box.
+async fn upgrade(
+    state: AppState,
+    p: NamedPath,
+    ws: WebSocketUpgrade,
+    kind: Kind,
+) -> Result<Response, ApiError> {
     let (project, name): (ProjectName, BoxName) = p.parse()?;
+    // Answer "not found"/"not running" as a plain HTTP error, before the upgrade.
     state.service.running_box(&project, &name).await?;
     let service = state.service.clone();
     Ok(ws
         .protocols([EXEC_PROTOCOL])
-        .on_upgrade(move |socket| session(socket, service, project, name, Kind::Console)))
+        .on_upgrade(move |socket| session(socket, service, project, name, kind)))
 }
 
 #[derive(Debug, Clone, Copy)]
