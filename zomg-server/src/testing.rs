@@ -444,6 +444,107 @@ impl Drop for BlockingTestServer {
     }
 }
 
+/// The `zomg-server` binary `bin` run as a child process, so that it can be measured alone:
+/// data in `<dir>/data` on a loop btrfs of `storage_gb` GB, with a busybox base `bb` as the
+/// default. Stopped with SIGTERM and torn down ([`teardown`]) on drop.
+#[derive(Debug)]
+pub struct ChildServer {
+    child: std::process::Child,
+    data_dir: PathBuf,
+    url: String,
+    token: String,
+}
+
+impl ChildServer {
+    /// Imports the base, starts serving on a free local port and waits (30 s at most) until
+    /// the server accepts connections.
+    pub fn start(bin: &Path, dir: &Path, storage_gb: u64) -> ChildServer {
+        require_prerequisites();
+        let data_dir = dir.join("data");
+        let rootfs = dir.join("bb-rootfs");
+        busybox_rootfs(&rootfs);
+        let gb = storage_gb.to_string();
+        let import = Command::new(bin)
+            .args(["base", "import", "bb"])
+            .arg(&rootfs)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--storage-size-gb", &gb])
+            .output()
+            .expect("run zomg-server base import");
+        assert!(
+            import.status.success(),
+            "zomg-server base import: {}",
+            String::from_utf8_lossy(&import.stderr).trim()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args(["serve", "--listen", &listen, "--default-base", "bb"])
+            .args(["--storage-size-gb", &gb])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("ZOMG_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start zomg-server");
+        // Built now, so that a server that does not come up is still stopped and torn down.
+        let mut server = ChildServer {
+            child,
+            data_dir,
+            url: format!("http://{listen}"),
+            token: String::new(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "zomg-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.token = std::fs::read_to_string(server.data_dir.join("admin-token"))
+            .expect("read the admin token")
+            .trim()
+            .to_owned();
+        server
+    }
+
+    /// The API base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// An SDK client with the admin token.
+    pub fn client(&self) -> Client {
+        let target = Target::new(self.url.parse().expect("url")).with_token(self.token.clone());
+        Client::new(&target).expect("client")
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.child.wait();
+        teardown(&self.data_dir);
+    }
+}
+
 /// Synchronous, best-effort removal of everything a server on `data_dir` put on the host:
 /// its runc containers, cgroups and loop mount. Works even when a test panicked inside the
 /// async runtime, and for servers that ran as a separate process.
