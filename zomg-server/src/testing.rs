@@ -2,7 +2,8 @@
 //! on a throwaway data directory, and the root filesystems tests boot from.
 //!
 //! [`TestServer`] is for async tests; [`BlockingTestServer`] runs one on its own runtime for
-//! tests that block their thread (running the `zomg` binary, say).
+//! tests that block their thread (running the `zomg` binary, say); [`ChildServer`] runs the
+//! `zomg-server` binary as a child process, to measure it alone.
 //!
 //! Only compiled with the `testing` feature and for this crate's unit tests; the shipped
 //! binary never contains it. Tests that use it need root, runc, tini-static, btrfs-progs and
