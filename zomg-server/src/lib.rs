@@ -14,5 +14,5 @@ pub mod runtime;
 pub mod server;
 pub mod storage;
 pub mod store;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -1,38 +1,45 @@
 //! Test support: a real `zomg-server` (SQLite, loop-mounted btrfs, runc) running in-process
 //! on a throwaway data directory, and the root filesystems tests boot from.
 //!
-//! Only compiled with the `testing` feature; the shipped binary never contains it. Tests
-//! that use it need root, runc, tini-static, btrfs-progs and busybox-static: a missing
-//! prerequisite fails the test with its name, it never skips.
+//! [`TestServer`] is for async tests; [`BlockingTestServer`] runs one on its own runtime for
+//! tests that block their thread (running the `zomg` binary, say); [`ChildServer`] runs the
+//! `zomg-server` binary as a child process, to measure it alone.
+//!
+//! Only compiled with the `testing` feature and for this crate's unit tests; the shipped
+//! binary never contains it. Tests that use it need root, runc, tini-static, btrfs-progs and
+//! busybox-static: a missing prerequisite fails the test with its name, it never skips.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use zomg_sdk::{BoxStatus, Client, ProjectName, Target};
+use zomg_sdk::{BoxInfo, BoxStatus, Client, CreateBox, ProjectName, Target};
 
+use crate::core::BoxService;
 use crate::server::{self, RunningServer, ServerConfig};
+use crate::storage::Subvol;
 use crate::storage::btrfs::BtrfsStorage;
 
 const BUSYBOX: &str = "/bin/busybox";
 const TINI: &str = "/usr/bin/tini-static";
 
-/// Panics with the name of the first missing prerequisite of real-backend tests.
+/// Panics with the name of the first missing prerequisite of real-backend tests: those of
+/// [`require_runtime_prerequisites`] and of [`require_btrfs_prerequisites`].
 pub fn require_prerequisites() {
+    require_runtime_prerequisites();
+    require_btrfs_prerequisites();
+}
+
+/// Panics with the name of the first missing prerequisite of running boxes with runc from a
+/// [`busybox_rootfs`]: root, runc, tini-static, a static busybox and the cgroup v1 memory
+/// controller.
+pub fn require_runtime_prerequisites() {
+    require_root();
     assert!(
-        rustix::process::geteuid().is_root(),
-        "this test needs root (btrfs loop mounts, runc, cgroups)"
+        which("runc").is_some(),
+        "this test needs `runc` in PATH (apt-get install runc)"
     );
-    for (tool, package) in [
-        ("runc", "runc"),
-        ("mkfs.btrfs", "btrfs-progs"),
-        ("btrfs", "btrfs-progs"),
-    ] {
-        assert!(
-            which(tool).is_some(),
-            "this test needs `{tool}` in PATH (apt-get install {package})"
-        );
-    }
     assert!(
         Path::new(TINI).is_file(),
         "this test needs {TINI} (apt-get install tini)"
@@ -44,6 +51,29 @@ pub fn require_prerequisites() {
     assert!(
         Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
         "this test needs the cgroup v1 memory controller at /sys/fs/cgroup/memory"
+    );
+}
+
+/// Panics with the name of the first missing prerequisite of a loop-mounted btrfs: root,
+/// btrfs-progs and loop devices.
+pub fn require_btrfs_prerequisites() {
+    require_root();
+    for tool in ["mkfs.btrfs", "btrfs"] {
+        assert!(
+            which(tool).is_some(),
+            "this test needs `{tool}` in PATH (apt-get install btrfs-progs)"
+        );
+    }
+    assert!(
+        Path::new("/dev/loop-control").exists(),
+        "this test needs loop devices (/dev/loop-control is missing)"
+    );
+}
+
+fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root (btrfs loop mounts, runc, cgroups)"
     );
 }
 
@@ -188,6 +218,21 @@ impl TestServer {
         self.config.data_dir.join("btrfs")
     }
 
+    /// The host path of a box's root subvolume.
+    pub fn root_path(&self, b: &BoxInfo) -> PathBuf {
+        self.server()
+            .service
+            .storage_backend()
+            .path(&Subvol::root(&b.id))
+    }
+
+    /// A scratch directory on the host that lives as long as the server.
+    pub fn scratch(&self) -> PathBuf {
+        let p = self._dir.path().join("scratch");
+        std::fs::create_dir_all(&p).expect("create scratch dir");
+        p
+    }
+
     /// Imports a base into this server.
     pub async fn import_base(&self, reference: &str, rootfs: &Path) {
         self.server()
@@ -298,6 +343,206 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         teardown(&self.config.data_dir);
+    }
+}
+
+/// A [`TestServer`] that serves from a runtime of its own, so that a test can block its
+/// thread (on the `zomg` binary, say) while the server answers. Dropping it stops serving,
+/// then tears down like [`TestServer`].
+#[derive(Debug)]
+pub struct BlockingTestServer {
+    // Dropped before the runtime it serves on.
+    server: TestServer,
+    runtime: tokio::runtime::Runtime,
+    /// A client with the admin token.
+    pub client: Client,
+    /// The project test boxes live in.
+    pub project: ProjectName,
+}
+
+impl BlockingTestServer {
+    /// Starts a [`TestServer`] on a new two-thread runtime.
+    pub fn start() -> BlockingTestServer {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_test_writer()
+            .try_init();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let server = runtime.block_on(TestServer::start());
+        let client = server.client();
+        BlockingTestServer {
+            server,
+            runtime,
+            client,
+            project: zomg_sdk::DEFAULT_PROJECT.parse().expect("default project"),
+        }
+    }
+
+    /// Runs a future on the server's runtime.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// The server running on the runtime.
+    pub fn server(&self) -> &TestServer {
+        &self.server
+    }
+
+    /// The API base URL.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> String {
+        self.server.token()
+    }
+
+    /// The box service, for looking behind the API.
+    pub fn service(&self) -> &BoxService {
+        &self.server.server().service
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.server.data_dir()
+    }
+
+    /// A scratch directory on the host that lives as long as the server.
+    pub fn scratch(&self) -> PathBuf {
+        self.server.scratch()
+    }
+
+    /// The host path of a box's root subvolume.
+    pub fn root_path(&self, b: &BoxInfo) -> PathBuf {
+        self.server.root_path(b)
+    }
+
+    /// Creates (and starts) a box from the busybox base in [`BlockingTestServer::project`].
+    pub fn create_box(&self, name: &str) -> BoxInfo {
+        let request = CreateBox {
+            name: name.to_owned(),
+            base: Some("bb".to_owned()),
+            ..Default::default()
+        };
+        self.block_on(self.client.create_box(&self.project, &request))
+            .unwrap_or_else(|e| panic!("create box {name}: {e}"))
+    }
+}
+
+impl Drop for BlockingTestServer {
+    fn drop(&mut self) {
+        // Best effort and without panicking: this may run while a failed test unwinds.
+        if let Some(running) = self.server.server.take() {
+            let _ = self.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), running.shutdown()).await
+            });
+        }
+    }
+}
+
+/// The `zomg-server` binary `bin` run as a child process, so that it can be measured alone:
+/// data in `<dir>/data` on a loop btrfs of `storage_gb` GB, with a busybox base `bb` as the
+/// default. Stopped with SIGTERM and torn down ([`teardown`]) on drop.
+#[derive(Debug)]
+pub struct ChildServer {
+    child: std::process::Child,
+    data_dir: PathBuf,
+    url: String,
+    token: String,
+}
+
+impl ChildServer {
+    /// Imports the base, starts serving on a free local port and waits (30 s at most) until
+    /// the server accepts connections.
+    pub fn start(bin: &Path, dir: &Path, storage_gb: u64) -> ChildServer {
+        require_prerequisites();
+        let data_dir = dir.join("data");
+        let rootfs = dir.join("bb-rootfs");
+        busybox_rootfs(&rootfs);
+        let gb = storage_gb.to_string();
+        let import = Command::new(bin)
+            .args(["base", "import", "bb"])
+            .arg(&rootfs)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--storage-size-gb", &gb])
+            .output()
+            .expect("run zomg-server base import");
+        assert!(
+            import.status.success(),
+            "zomg-server base import: {}",
+            String::from_utf8_lossy(&import.stderr).trim()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args(["serve", "--listen", &listen, "--default-base", "bb"])
+            .args(["--storage-size-gb", &gb])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("ZOMG_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start zomg-server");
+        // Built now, so that a server that does not come up is still stopped and torn down.
+        let mut server = ChildServer {
+            child,
+            data_dir,
+            url: format!("http://{listen}"),
+            token: String::new(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "zomg-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.token = std::fs::read_to_string(server.data_dir.join("admin-token"))
+            .expect("read the admin token")
+            .trim()
+            .to_owned();
+        server
+    }
+
+    /// The API base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// An SDK client with the admin token.
+    pub fn client(&self) -> Client {
+        let target = Target::new(self.url.parse().expect("url")).with_token(self.token.clone());
+        Client::new(&target).expect("client")
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.child.wait();
+        teardown(&self.data_dir);
     }
 }
 

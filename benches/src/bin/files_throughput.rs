@@ -12,11 +12,12 @@
 //! zomg/podman ratios (above 1 = zomg faster). Needs root, runc, podman, a static busybox.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use zomg_sdk::{BoxName, Client, CreateBox, ProjectName, Target};
+use zomg_sdk::{BoxName, CreateBox, ProjectName};
+use zomg_server::testing::{ChildServer, busybox_rootfs};
 
 const IMAGE: &str = "localhost/zomg-files-bench-bb";
 const CONTAINER: &str = "zomg-files-bench";
@@ -30,88 +31,6 @@ fn run(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn make_rootfs(root: &Path) -> Result<()> {
-    for dir in ["bin", "etc", "root", "tmp", "proc", "sys", "dev", "run"] {
-        std::fs::create_dir_all(root.join(dir))?;
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).context("copying /bin/busybox")?;
-    for applet in run(Command::new("/bin/busybox").arg("--list"))?.lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
-        }
-    }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
-    Ok(())
-}
-
-/// The server, stopped and its loop image unmounted on drop.
-struct Server {
-    child: Child,
-    data: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        let mnt = self.data.join("btrfs");
-        let _ = Command::new("umount").arg(&mnt).status();
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "losetup -j '{}' | cut -d: -f1 | xargs -r -n1 losetup -d",
-                self.data.join("storage.img").display()
-            ))
-            .status();
-    }
-}
-
-fn start_server(bin: &Path, dir: &Path, rootfs: &Path) -> Result<(Server, Client)> {
-    let data = dir.join("data");
-    run(Command::new(bin)
-        .args(["base", "import", "bb"])
-        .arg(rootfs)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--storage-size-gb", "6"]))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            &listen,
-            "--default-base",
-            "bb",
-            "--storage-size-gb",
-            "6",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("ZOMG_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting zomg-server")?;
-    let server = Server {
-        child,
-        data: data.clone(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        ensure!(Instant::now() < deadline, "zomg-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let token = std::fs::read_to_string(data.join("admin-token"))?
-        .trim()
-        .to_owned();
-    let client = Client::new(&Target::new(format!("http://{listen}").parse()?).with_token(token))?;
-    Ok((server, client))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -156,7 +75,7 @@ async fn main() -> Result<()> {
         .prefix("zomg-files-bench-")
         .tempdir_in("/var/tmp")?;
     let rootfs = dir.path().join("rootfs");
-    make_rootfs(&rootfs)?;
+    busybox_rootfs(&rootfs);
     let payload = dir.path().join("payload");
     run(Command::new("sh").arg("-c").arg(format!(
         "head -c {size} /dev/urandom > '{}'",
@@ -165,7 +84,8 @@ async fn main() -> Result<()> {
     let want = sha256(&payload)?;
 
     // zomg
-    let (_server, client) = start_server(&bin, dir.path(), &rootfs)?;
+    let server = ChildServer::start(&bin, dir.path(), 6);
+    let client = server.client();
     let project = ProjectName::new("default")?;
     let name = BoxName::new("bench")?;
     client

@@ -45,15 +45,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use reqwest::Method;
 use tokio::process::Command;
 use zomg_benches::{Row, Samples, print_table, runs};
-use zomg_sdk::{
-    BoxName, Client, CreateBox, CreateVolume, DataMountSpec, ExecRequest, ExecResult, ProjectName,
-};
-
-/// The busybox the podman image and the cp source are made of.
-const BUSYBOX: &str = "/bin/busybox";
+use zomg_sdk::{BoxName, Client, CreateBox, CreateVolume, DataMountSpec, ExecRequest, ProjectName};
+use zomg_server::testing::busybox_rootfs;
 
 /// Settings from the environment.
 struct Config {
@@ -169,32 +164,12 @@ async fn sh(client: &Client, project: &ProjectName, name: &str, script: &str) ->
         shell: Some("sh".to_owned()),
         ..Default::default()
     };
-    let req = client
-        .request(
-            Method::POST,
-            &["v1", "projects", project.as_str(), "boxes", name, "exec"],
-        )
-        .json(&request);
-    let result: ExecResult = client.send(req).await?.json().await?;
+    let result = client
+        .exec_run(project, &name.parse::<BoxName>()?, &request)
+        .await?;
     if result.exit_code != Some(0) {
         bail!("{script:?} in {name} failed: {}", result.stderr.trim());
     }
-    Ok(())
-}
-
-/// Fills `root` with busybox, a symlink per applet and an `/etc/passwd`.
-fn busybox_rootfs(root: &Path) -> Result<()> {
-    for dir in ["bin", "etc", "root", "tmp", "proc", "sys", "dev", "run"] {
-        std::fs::create_dir_all(root.join(dir))?;
-    }
-    std::fs::copy(BUSYBOX, root.join("bin/busybox")).context("copying the static busybox")?;
-    let list = std::process::Command::new(BUSYBOX).arg("--list").output()?;
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" && !applet.is_empty() {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
-        }
-    }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     Ok(())
 }
 
@@ -517,7 +492,7 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let result = async {
         let rootfs = dir.join("rootfs");
-        busybox_rootfs(&rootfs)?;
+        busybox_rootfs(&rootfs);
         std::fs::create_dir_all(rootfs.join("root/app"))?;
         std::fs::write(rootfs.join("root/app/state"), "hello\n")?;
         let tar = dir.join("rootfs.tar");

@@ -19,11 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use reqwest::Method;
 use tokio::io::AsyncWriteExt;
 use zomg_sdk::{
-    BoxPath, Client, CreateBox, ExecRequest, ExecResult, FileKind, Progress, ResolvedBox,
-    ResolvedRef, UploadBody, UploadOptions, UploadResult, ephemeral_box_name, process_env,
+    BoxPath, Client, CreateBox, ExecRequest, FileKind, Progress, ResolvedBox, ResolvedRef,
+    UploadBody, UploadOptions, UploadResult, ephemeral_box_name, process_env,
 };
 
 use super::{Context, refuse_json};
@@ -585,42 +584,21 @@ async fn known_hosts(client: &Client, b: &ResolvedBox) -> Result<Vec<u8>> {
 /// Runs `ssh -T git@github.com` in the box; any failure is a warning, never an error (a
 /// box may have no network or no ssh client).
 async fn check_github_ssh(client: &Client, b: &ResolvedBox) {
-    let req = client
-        .request(
-            Method::POST,
-            &[
-                "v1",
-                "projects",
-                b.project.as_str(),
-                "boxes",
-                b.name.as_str(),
-                "exec",
-            ],
-        )
-        .json(&ExecRequest {
-            command: [
-                "ssh",
-                "-T",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "git@github.com",
-            ]
-            .map(String::from)
-            .to_vec(),
-            ..Default::default()
-        });
-    let outcome = async {
-        let r: ExecResult = client
-            .send(req)
-            .await?
-            .json()
-            .await
-            .map_err(|e| anyhow!(e))?;
-        anyhow::Ok(r)
-    }
-    .await;
+    let request = ExecRequest {
+        command: [
+            "ssh",
+            "-T",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "git@github.com",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    };
+    let outcome = client.exec_run(&b.project, &b.name, &request).await;
     match outcome {
         // GitHub answers a successful login with exit 1 and this greeting.
         Ok(r)

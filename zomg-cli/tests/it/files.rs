@@ -1,16 +1,16 @@
 //! `zomg cp` / `get` / `put` and `inject` against a real server in this process (real btrfs
-//! and runc; needs root, see `support`).
+//! and runc; needs root, see `zomg_server::testing`).
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 use assert_cmd::Command;
 
-use crate::support::TestServer;
 use crate::{assert_error, sandbox};
+use zomg_server::testing::BlockingTestServer;
 
 /// `zomg` pointed at the test server, in `dir` (also `HOME`).
-fn zomg_at(ts: &TestServer, dir: &Path) -> Command {
+fn zomg_at(ts: &BlockingTestServer, dir: &Path) -> Command {
     let mut cmd = crate::zomg(dir);
     cmd.env("ZOMG_URL", ts.url()).env("ZOMG_TOKEN", ts.token());
     cmd
@@ -26,7 +26,7 @@ fn set_mode(p: &Path, mode: u32) {
 
 #[test]
 fn cp_copies_files_both_ways_keeping_permissions() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("web");
     let root = ts.root_path(&b);
     let dir = sandbox();
@@ -95,7 +95,7 @@ fn cp_copies_files_both_ways_keeping_permissions() {
 
 #[test]
 fn cp_refuses_directories_without_r_both_ways() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("web");
     std::fs::create_dir_all(ts.root_path(&b).join("srv/d")).unwrap();
     let dir = sandbox();
@@ -123,7 +123,7 @@ fn cp_refuses_directories_without_r_both_ways() {
 
 #[test]
 fn cp_r_round_trips_a_tree_the_docker_way() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("web");
     let root = ts.root_path(&b);
     let dir = sandbox();
@@ -193,7 +193,7 @@ fn cp_r_round_trips_a_tree_the_docker_way() {
 
 #[test]
 fn cp_with_an_ephemeral_box_creates_and_deletes_it() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let dir = sandbox();
     std::fs::write(dir.path().join("f"), b"x").unwrap();
     let out = zomg_at(&ts, dir.path())
@@ -222,7 +222,7 @@ fn cp_with_an_ephemeral_box_creates_and_deletes_it() {
 
 #[test]
 fn inject_copies_credentials_with_their_modes() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("dev");
     let root = ts.root_path(&b);
     let dir = sandbox();

@@ -15,10 +15,6 @@ mod rules;
 mod server;
 mod target;
 
-/// The in-process server of the server crate's end-to-end tests, shared as source.
-#[path = "../../../zomg-server/tests/e2e/support.rs"]
-mod support;
-
 use std::path::Path;
 
 use assert_cmd::Command;

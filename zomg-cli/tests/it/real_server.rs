@@ -5,23 +5,12 @@
 
 use serde_json::Value;
 
-use crate::support::TestServer;
+use zomg_server::testing::BlockingTestServer;
+
 use crate::{assert_error, sandbox, zomg};
 
-/// Removes every container, cgroup and the loop mount of a server if the test fails
-/// midway: boxes made through the CLI are not known to [`TestServer`]'s own cleanup.
-struct TeardownOnPanic(std::path::PathBuf);
-
-impl Drop for TeardownOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            zomg_server::testing::teardown(&self.0);
-        }
-    }
-}
-
 /// `zomg <args> --url <server> --token <token>` in a scratch directory.
-fn run(server: &TestServer, dir: &std::path::Path, args: &[&str]) -> assert_cmd::Command {
+fn run(server: &BlockingTestServer, dir: &std::path::Path, args: &[&str]) -> assert_cmd::Command {
     let mut cmd = zomg(dir);
     cmd.args(args)
         .args(["--url", &server.url(), "--token", &server.token()]);
@@ -45,8 +34,7 @@ fn field(block: &str, key: &str) -> String {
 
 #[test]
 fn data_volumes_fork_update_and_show() {
-    let server = TestServer::start();
-    let _teardown = TeardownOnPanic(server.data_dir());
+    let server = BlockingTestServer::start();
     let dir = sandbox();
     let dir = dir.path();
 
@@ -197,7 +185,7 @@ fn data_volumes_fork_update_and_show() {
     let id = updated["id"].as_str().unwrap();
     let limit = std::fs::read_to_string(format!(
         "/sys/fs/cgroup/memory/zomg-{}/{id}/memory.limit_in_bytes",
-        zomg_server::server::instance_id(&server.data_dir())
+        zomg_server::server::instance_id(server.data_dir())
     ))
     .unwrap();
     assert_eq!(limit.trim(), (512u64 << 20).to_string());

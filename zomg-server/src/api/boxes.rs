@@ -11,40 +11,8 @@ use zomg_sdk::{
     BoxInfo, BoxList, BoxName, CreateBox, DeleteState, DeleteStatus, ProjectName, UpdateBox,
 };
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, NamedPath, ProjectPath, json_body};
 use crate::core::ListQuery;
-
-/// `{project}` for routes on one project.
-fn project(s: &str) -> Result<ProjectName, ApiError> {
-    s.parse()
-        .map_err(|e: zomg_sdk::NameError| ApiError::invalid(e.to_string()))
-}
-
-/// `{project}/{name}` for routes on one box.
-fn box_path(p: &BoxPath) -> Result<(ProjectName, BoxName), ApiError> {
-    let name = p
-        .name
-        .parse()
-        .map_err(|e: zomg_sdk::NameError| ApiError::invalid(e.to_string()))?;
-    Ok((project(&p.project)?, name))
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct ProjectPath {
-    project: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct BoxPath {
-    project: String,
-    name: String,
-}
-
-/// A JSON body whose rejection is reported in the API's error format.
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {}", e.body_text())))
-}
 
 /// Query pairs in order; `tag` may repeat, so a map is not enough.
 fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
@@ -67,7 +35,7 @@ pub(super) async fn list(
         project: if p.project == "-" {
             None
         } else {
-            Some(project(&p.project)?)
+            Some(p.parse()?)
         },
         ..Default::default()
     };
@@ -100,29 +68,32 @@ pub(super) async fn create(
     Path(p): Path<ProjectPath>,
     req: Result<Json<CreateBox>, JsonRejection>,
 ) -> Result<(StatusCode, Json<BoxInfo>), ApiError> {
-    let project = project(&p.project)?;
-    let info = state.service.create(&project, body(req)?).await?;
+    let project = p.parse()?;
+    let info = state.service.create(&project, json_body(req)?).await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
 /// `GET /v1/projects/{project}/boxes/{name}`.
 pub(super) async fn show(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
 ) -> Result<Json<BoxInfo>, ApiError> {
-    let (project, name) = box_path(&p)?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
     Ok(Json(state.service.get(&project, &name).await?))
 }
 
 /// `PUT /v1/projects/{project}/boxes/{name}`.
 pub(super) async fn update(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
     req: Result<Json<UpdateBox>, JsonRejection>,
 ) -> Result<Json<BoxInfo>, ApiError> {
-    let (project, name) = box_path(&p)?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
     Ok(Json(
-        state.service.update(&project, &name, body(req)?).await?,
+        state
+            .service
+            .update(&project, &name, json_body(req)?)
+            .await?,
     ))
 }
 
@@ -136,10 +107,10 @@ pub(super) struct DeleteQuery {
 /// cleanup continues in the background.
 pub(super) async fn delete(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
     q: Result<axum::extract::Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<(StatusCode, Json<DeleteStatus>), ApiError> {
-    let (project, name) = box_path(&p)?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
     let force = q
         .map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?
         .force;
@@ -155,26 +126,26 @@ pub(super) async fn delete(
 /// `GET /v1/projects/{project}/boxes/{name}/delete-status`.
 pub(super) async fn delete_status(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
 ) -> Result<Json<DeleteStatus>, ApiError> {
-    let (project, name) = box_path(&p)?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
     Ok(Json(state.service.delete_status(&project, &name)?))
 }
 
 /// `POST /v1/projects/{project}/boxes/{name}/stop`.
 pub(super) async fn stop(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
 ) -> Result<Json<BoxInfo>, ApiError> {
-    let (project, name) = box_path(&p)?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
     Ok(Json(state.service.stop(&project, &name).await?))
 }
 
 /// `POST /v1/projects/{project}/boxes/{name}/resume`.
 pub(super) async fn resume(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
 ) -> Result<Json<BoxInfo>, ApiError> {
-    let (project, name) = box_path(&p)?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
     Ok(Json(state.service.resume(&project, &name).await?))
 }

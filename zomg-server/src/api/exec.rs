@@ -22,27 +22,9 @@ use zomg_sdk::{
     BoxName, ExecExit, ExecRequest, ExecResult, ExecStart, LogOutput, ProjectName, TerminalSize,
 };
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, NamedPath, json_body};
 use crate::core::{BoxService, CoreError, LogSource};
 use crate::runtime::{ExecProcess, ExitStatus, OutputStream};
-
-#[derive(Debug, Deserialize)]
-pub(super) struct BoxPath {
-    project: String,
-    name: String,
-}
-
-fn box_path(p: &BoxPath) -> Result<(ProjectName, BoxName), ApiError> {
-    let project = p
-        .project
-        .parse()
-        .map_err(|e: zomg_sdk::NameError| ApiError::invalid(e.to_string()))?;
-    let name = p
-        .name
-        .parse()
-        .map_err(|e: zomg_sdk::NameError| ApiError::invalid(e.to_string()))?;
-    Ok((project, name))
-}
 
 /// How long output may keep arriving after the command exited: a background child that
 /// inherited stdout would otherwise hold the session open forever.
@@ -51,30 +33,35 @@ const OUTPUT_DRAIN: Duration = Duration::from_millis(250);
 /// `GET …/boxes/{name}/exec/ws`.
 pub(super) async fn exec_ws(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let (project, name) = box_path(&p)?;
-    // Answer "not found"/"not running" as a plain HTTP error, before the upgrade.
-    state.service.running_box(&project, &name).await?;
-    let service = state.service.clone();
-    Ok(ws
-        .protocols([EXEC_PROTOCOL])
-        .on_upgrade(move |socket| session(socket, service, project, name, Kind::Exec)))
+    upgrade(state, p, ws, Kind::Exec).await
 }
 
 /// `GET …/boxes/{name}/console`.
 pub(super) async fn console_ws(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let (project, name) = box_path(&p)?;
+    upgrade(state, p, ws, Kind::Console).await
+}
+
+/// Upgrades to a WebSocket session of `kind` on a running box.
+async fn upgrade(
+    state: AppState,
+    p: NamedPath,
+    ws: WebSocketUpgrade,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
+    // Answer "not found"/"not running" as a plain HTTP error, before the upgrade.
     state.service.running_box(&project, &name).await?;
     let service = state.service.clone();
     Ok(ws
         .protocols([EXEC_PROTOCOL])
-        .on_upgrade(move |socket| session(socket, service, project, name, Kind::Console)))
+        .on_upgrade(move |socket| session(socket, service, project, name, kind)))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -308,12 +295,11 @@ async fn read_into(channel: u8, mut stream: OutputStream, tx: mpsc::Sender<Messa
 /// `POST …/boxes/{name}/exec`: run to completion (bounded output) or detach with `no_hup`.
 pub(super) async fn exec_run(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
     req: Result<Json<ExecRequest>, JsonRejection>,
 ) -> Result<Json<ExecResult>, ApiError> {
-    let (project, name) = box_path(&p)?;
-    let Json(req) =
-        req.map_err(|e| ApiError::invalid(format!("invalid request body: {}", e.body_text())))?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
+    let req = json_body(req)?;
     let start = ExecStart {
         command: req.command,
         env: req.env,
@@ -388,10 +374,10 @@ pub(super) struct LogsQuery {
 /// `GET …/boxes/{name}/logs?pid=N[&lines=N][&follow=true]`.
 pub(super) async fn logs(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
     q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (project, name) = box_path(&p)?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
     let Query(q) = q.map_err(|e| {
         ApiError::invalid(format!(
             "invalid query: {} (pid is required)",

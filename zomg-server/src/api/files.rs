@@ -11,31 +11,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use serde::Deserialize;
 use tokio_util::io::StreamReader;
 use zomg_sdk::{
     BoxName, FileKind, FileStat, ProjectName, TAR_CONTENT_TYPE, UploadResult, parse_mode,
 };
 
-use super::{ApiError, AppState};
-
-#[derive(Debug, Deserialize)]
-pub(super) struct BoxPath {
-    project: String,
-    name: String,
-}
-
-fn box_path(p: &BoxPath) -> Result<(ProjectName, BoxName), ApiError> {
-    let project = p
-        .project
-        .parse()
-        .map_err(|e: zomg_sdk::NameError| ApiError::invalid(e.to_string()))?;
-    let name = p
-        .name
-        .parse()
-        .map_err(|e: zomg_sdk::NameError| ApiError::invalid(e.to_string()))?;
-    Ok((project, name))
-}
+use super::{ApiError, AppState, NamedPath};
 
 /// The query of the file routes: `path` (required), and for uploads `mode` and `mtime`.
 #[derive(Debug, Default)]
@@ -70,10 +51,10 @@ fn file_query(q: &Option<String>) -> Result<FileQuery, ApiError> {
 /// `GET …/files/stat?path=`: the metadata of a path.
 pub(super) async fn stat(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<FileStat>, ApiError> {
-    let (project, name) = box_path(&p)?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
     let q = file_query(&q)?;
     Ok(Json(
         state.service.file_stat(&project, &name, &q.path).await?,
@@ -84,10 +65,10 @@ pub(super) async fn stat(
 /// metadata of the path in `x-zomg-*` headers.
 pub(super) async fn download(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (project, name) = box_path(&p)?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
     let q = file_query(&q)?;
     let (stat, stream) = state.service.download(&project, &name, &q.path).await?;
     let mut response = Body::from_stream(stream).into_response();
@@ -113,12 +94,12 @@ pub(super) async fn download(
 /// `content-type: application/x-tar` extracts it into the directory `path`.
 pub(super) async fn upload(
     State(state): State<AppState>,
-    Path(p): Path<BoxPath>,
+    Path(p): Path<NamedPath>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<UploadResult>), ApiError> {
-    let (project, name) = box_path(&p)?;
+    let (project, name): (ProjectName, BoxName) = p.parse()?;
     let q = file_query(&q)?;
     let is_tar = headers
         .get(CONTENT_TYPE)

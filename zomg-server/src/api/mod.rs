@@ -11,11 +11,15 @@ mod exec;
 mod files;
 mod volumes;
 
+use std::str::FromStr;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
+use axum::extract::rejection::JsonRejection;
 use axum::routing::{get, post};
-use zomg_sdk::VersionInfo;
+use serde::Deserialize;
+use zomg_sdk::{NameError, ProjectName, VersionInfo};
 
 pub use error::ApiError;
 
@@ -73,6 +77,45 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(v1)
         .with_state(state)
+}
+
+/// `{project}` of a route on one project.
+#[derive(Debug, Deserialize)]
+pub(super) struct ProjectPath {
+    project: String,
+}
+
+impl ProjectPath {
+    /// The project, validated.
+    fn parse(&self) -> Result<ProjectName, ApiError> {
+        name(&self.project)
+    }
+}
+
+/// `{project}` and `{name}` of a route on one box or volume.
+#[derive(Debug, Deserialize)]
+pub(super) struct NamedPath {
+    project: String,
+    name: String,
+}
+
+impl NamedPath {
+    /// The project and the box or volume name, validated in that order.
+    fn parse<N: FromStr<Err = NameError>>(&self) -> Result<(ProjectName, N), ApiError> {
+        Ok((name(&self.project)?, name(&self.name)?))
+    }
+}
+
+/// A name from a path segment; an invalid one is a 400 naming it.
+fn name<N: FromStr<Err = NameError>>(s: &str) -> Result<N, ApiError> {
+    s.parse()
+        .map_err(|e: NameError| ApiError::invalid(e.to_string()))
+}
+
+/// A JSON body whose rejection is reported in the API's error format.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v)
+        .map_err(|e| ApiError::invalid(format!("invalid request body: {}", e.body_text())))
 }
 
 async fn version(

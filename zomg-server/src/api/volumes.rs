@@ -4,41 +4,16 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use http::StatusCode;
-use serde::Deserialize;
 use zomg_sdk::{CreateVolume, ProjectName, VolumeInfo, VolumeList, VolumeName};
 
-use super::{ApiError, AppState};
-
-#[derive(Debug, Deserialize)]
-pub(super) struct ProjectPath {
-    project: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct VolumePath {
-    project: String,
-    name: String,
-}
-
-fn project(s: &str) -> Result<ProjectName, ApiError> {
-    s.parse()
-        .map_err(|e: zomg_sdk::NameError| ApiError::invalid(e.to_string()))
-}
-
-fn volume_path(p: &VolumePath) -> Result<(ProjectName, VolumeName), ApiError> {
-    let name = p
-        .name
-        .parse()
-        .map_err(|e: zomg_sdk::NameError| ApiError::invalid(e.to_string()))?;
-    Ok((project(&p.project)?, name))
-}
+use super::{ApiError, AppState, NamedPath, ProjectPath, json_body};
 
 /// `GET /v1/projects/{project}/volumes`.
 pub(super) async fn list(
     State(state): State<AppState>,
     Path(p): Path<ProjectPath>,
 ) -> Result<Json<VolumeList>, ApiError> {
-    let project = project(&p.project)?;
+    let project = p.parse()?;
     Ok(Json(state.service.list_volumes(&project).await?))
 }
 
@@ -48,19 +23,20 @@ pub(super) async fn create(
     Path(p): Path<ProjectPath>,
     req: Result<Json<CreateVolume>, JsonRejection>,
 ) -> Result<(StatusCode, Json<VolumeInfo>), ApiError> {
-    let project = project(&p.project)?;
-    let Json(req) =
-        req.map_err(|e| ApiError::invalid(format!("invalid request body: {}", e.body_text())))?;
-    let info = state.service.create_volume(&project, req).await?;
+    let project = p.parse()?;
+    let info = state
+        .service
+        .create_volume(&project, json_body(req)?)
+        .await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
 /// `GET /v1/projects/{project}/volumes/{name}`.
 pub(super) async fn show(
     State(state): State<AppState>,
-    Path(p): Path<VolumePath>,
+    Path(p): Path<NamedPath>,
 ) -> Result<Json<VolumeInfo>, ApiError> {
-    let (project, name) = volume_path(&p)?;
+    let (project, name): (ProjectName, VolumeName) = p.parse()?;
     Ok(Json(state.service.get_volume(&project, &name).await?))
 }
 
@@ -68,9 +44,9 @@ pub(super) async fn show(
 /// while a box has it attached.
 pub(super) async fn delete(
     State(state): State<AppState>,
-    Path(p): Path<VolumePath>,
+    Path(p): Path<NamedPath>,
 ) -> Result<StatusCode, ApiError> {
-    let (project, name) = volume_path(&p)?;
+    let (project, name): (ProjectName, VolumeName) = p.parse()?;
     state.service.delete_volume(&project, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

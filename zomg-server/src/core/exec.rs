@@ -6,6 +6,7 @@ use zomg_sdk::{BoxName, BoxStatus, ExecStart, LogOutput, ProjectName};
 
 use super::BoxService;
 use super::error::{CoreError, CoreResult};
+use super::rules;
 use crate::runtime::{Detached, ExecProcess, ExecSpec, RunState};
 use crate::store::BoxRecord;
 
@@ -39,10 +40,7 @@ impl BoxService {
             });
         }
         for k in start.env.keys() {
-            let valid = !k.is_empty()
-                && !k.starts_with(|c: char| c.is_ascii_digit())
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
+            if !rules::is_env_name(k) {
                 return Err(CoreError::invalid(format!(
                     "invalid environment variable name {k:?}"
                 )));

@@ -179,6 +179,8 @@ fn new_id(prefix: &str) -> String {
 }
 
 #[cfg(test)]
+mod test_harness;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod volume_tests;

@@ -32,10 +32,7 @@ pub fn check_environment(env: &BTreeMap<String, String>) -> CoreResult<()> {
                 message: format!("environment variable is reserved: {k}"),
             });
         }
-        let valid_name = !k.is_empty()
-            && !k.starts_with(|c: char| c.is_ascii_digit())
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name {
+        if !is_env_name(k) {
             return Err(CoreError::invalid(format!(
                 "invalid environment variable name {k:?}: use letters, digits and '_', not starting with a digit"
             )));
@@ -47,6 +44,14 @@ pub fn check_environment(env: &BTreeMap<String, String>) -> CoreResult<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `name` can name an environment variable: ASCII letters, digits and `_`, not
+/// starting with a digit.
+pub fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Checks and converts tags.

@@ -1,73 +1,15 @@
 //! Rules of data volumes, `--data` mounts and `--fork`, checked against the honest fakes.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use zomg_sdk::{BoxStatus, CreateBox, CreateVolume, DataMountSpec, DeleteState, VolumeName};
 
+use super::test_harness::{Harness, n, p};
 use super::*;
 use crate::runtime::Runtime;
-use crate::runtime::fake::FakeRuntime;
-use crate::storage::fake::FakeStorage;
 use crate::storage::{Storage, Subvol, SubvolKind};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{BaseRecord, Store};
-
-struct Harness {
-    svc: BoxService,
-    store: Arc<SqliteStore>,
-    storage: Arc<FakeStorage>,
-    runtime: FakeRuntime,
-    _dir: tempfile::TempDir,
-}
+use crate::store::Store;
 
 fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(FakeStorage::open(dir.path().join("storage")).unwrap());
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let runtime = FakeRuntime::new();
-    let base = Subvol::base("box-base", "latest");
-    storage.create(&base).unwrap();
-    storage
-        .write_file(&base, "etc/os-release".as_ref(), b"fake")
-        .unwrap();
-    storage.set_read_only(&base, true).unwrap();
-    store
-        .insert_base(&BaseRecord {
-            alias: "box-base".into(),
-            tag: "latest".into(),
-            source: None,
-            created_at: chrono::Utc::now(),
-        })
-        .unwrap();
-    let mut settings = Settings::for_host("http://127.0.0.1:7070".into());
-    settings.limits = ResourceLimits {
-        max_millicpus: 4000,
-        max_ram_mb: 8192,
-        min_ram_mb: 16,
-    };
-    settings.delete_backoff = Duration::from_millis(10);
-    let svc = BoxService::new(
-        store.clone(),
-        storage.clone(),
-        Arc::new(runtime.clone()),
-        settings,
-    );
-    Harness {
-        svc,
-        store,
-        storage,
-        runtime,
-        _dir: dir,
-    }
-}
-
-fn p(s: &str) -> zomg_sdk::ProjectName {
-    s.parse().unwrap()
-}
-
-fn n(s: &str) -> zomg_sdk::BoxName {
-    s.parse().unwrap()
+    Harness::new(|_| {})
 }
 
 fn v(s: &str) -> VolumeName {

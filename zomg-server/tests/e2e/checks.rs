@@ -18,7 +18,7 @@ pub fn service(ts: &TestServer) -> &BoxService {
 
 /// Runs `script` with `sh -c` in a box.
 pub async fn sh(client: &Client, project: &ProjectName, name: &str, script: &str) -> ExecResult {
-    crate::exec_run(client, project.as_str(), name, script).await
+    crate::exec_sh(client, project.as_str(), name, script).await
 }
 
 /// Like [`sh`], but the command must succeed; returns its stdout, trimmed.

@@ -9,15 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use zomg_sdk::{
-    BoxInfo, Client, ExecRequest, ExecResult, FileKind, ProjectName, Target, UploadOptions,
-    VolumeName,
+    BoxInfo, ExecRequest, ExecResult, FileKind, ProjectName, UploadOptions, VolumeName,
 };
 use zomg_server::storage::Subvol;
 use zomg_server::store::{MountRecord, VolumeRecord};
 
-use crate::support::{TestServer, make_rootfs, require_prerequisites};
+use zomg_server::testing::{BlockingTestServer, ChildServer};
 
 /// `sha256sum` of a file (the tool is fast in any build profile).
 fn sha256(path: &Path) -> String {
@@ -58,33 +56,13 @@ fn set_mode(path: &Path, mode: u32) {
 }
 
 /// Runs a command in a box to completion (`POST …/exec`).
-fn exec(ts: &TestServer, b: &BoxInfo, argv: &[&str]) -> ExecResult {
-    let req = ts
-        .client
-        .request(
-            Method::POST,
-            &[
-                "v1",
-                "projects",
-                b.project.as_str(),
-                "boxes",
-                b.name.as_str(),
-                "exec",
-            ],
-        )
-        .json(&ExecRequest {
-            command: argv.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        });
-    ts.block_on(async {
-        ts.client
-            .send(req)
-            .await
-            .expect("exec")
-            .json::<ExecResult>()
-            .await
-            .expect("exec result")
-    })
+fn exec(ts: &BlockingTestServer, b: &BoxInfo, argv: &[&str]) -> ExecResult {
+    let request = ExecRequest {
+        command: argv.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    ts.block_on(ts.client.exec_run(&b.project, &b.name, &request))
+        .expect("exec")
 }
 
 /// A sentinel directory on the host, outside every box; [`Outside::assert_untouched`] fails
@@ -132,7 +110,7 @@ impl Outside {
 
 #[test]
 fn files_round_trip_byte_exact_with_modes_on_running_and_stopped_boxes() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("rt");
     let scratch = ts.scratch();
     let cases: [(&str, u64, u32); 4] = [
@@ -210,7 +188,7 @@ fn files_round_trip_byte_exact_with_modes_on_running_and_stopped_boxes() {
 
 #[test]
 fn errors_are_typed_and_name_the_path() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("errs");
     let e = ts
         .block_on(ts.client.stat_file(&ts.project, &b.name, "/nope/x"))
@@ -320,7 +298,7 @@ fn make_tree(root: &Path) {
 
 #[test]
 fn trees_round_trip_with_symlinks_empty_dirs_and_modes() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("tree");
     let scratch = ts.scratch();
     let src = scratch.join("src-tree");
@@ -374,7 +352,7 @@ fn trees_round_trip_with_symlinks_empty_dirs_and_modes() {
 /// Attaches a fresh data volume at `mount` (read-write) by recording it directly, the way
 /// the volumes API will; the box is restarted so that the mount exists. Returns the host
 /// path of the volume.
-fn attach_volume(ts: &TestServer, b: &BoxInfo, volume: &str, mount: &str) -> PathBuf {
+fn attach_volume(ts: &BlockingTestServer, b: &BoxInfo, volume: &str, mount: &str) -> PathBuf {
     let service = ts.service();
     let store = service.store_backend();
     let storage = service.storage_backend();
@@ -414,7 +392,7 @@ fn rand_hex() -> String {
 
 #[test]
 fn writes_under_a_data_volume_land_in_the_volume_running_and_stopped() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("vol");
     let vol = attach_volume(&ts, &b, "cache", "/data");
     let root = ts.root_path(&b);
@@ -507,7 +485,7 @@ fn writes_under_a_data_volume_land_in_the_volume_running_and_stopped() {
 
 #[test]
 fn dotdot_and_absolute_symlinks_resolve_inside_the_box() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("esc");
     let outside = Outside::new();
     let root = ts.root_path(&b);
@@ -653,7 +631,7 @@ impl RawTar {
 #[test]
 fn hostile_archives_cannot_leave_their_directory() {
     use tar::EntryType as T;
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("tar");
     let outside = Outside::new();
     let root = ts.root_path(&b);
@@ -781,7 +759,7 @@ fn hostile_archives_cannot_leave_their_directory() {
 
 #[test]
 fn swapping_a_directory_for_a_symlink_during_transfers_never_escapes() {
-    let ts = TestServer::start();
+    let ts = BlockingTestServer::start();
     let b = ts.create_box("swap");
     let outside = Outside::new();
     let root = ts.root_path(&b);
@@ -849,114 +827,34 @@ fn swapping_a_directory_for_a_symlink_during_transfers_never_escapes() {
     outside.assert_untouched();
 }
 
-/// The zomg-server binary run as a child, so that its memory can be measured alone.
-struct ChildServer {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    url: String,
-    token: String,
+/// `(VmRSS, VmHWM)` of a process in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
-impl ChildServer {
-    fn start(storage_gb: u64) -> Self {
-        require_prerequisites();
-        let dir = tempfile::Builder::new()
-            .prefix("zomg-e2e-child-")
-            .tempdir()
-            .unwrap();
-        let data = dir.path().join("data");
-        let rootfs = dir.path().join("rootfs");
-        make_rootfs(&rootfs);
-        let bin = env!("CARGO_BIN_EXE_zomg-server");
-        let gb = storage_gb.to_string();
-        let status = Command::new(bin)
-            .args(["base", "import", "bb"])
-            .arg(&rootfs)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--storage-size-gb", &gb])
-            .status()
-            .unwrap();
-        assert!(status.success(), "zomg-server base import");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &listen,
-                "--default-base",
-                "bb",
-                "--storage-size-gb",
-                &gb,
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .env("ZOMG_LOG", "warn")
-            .spawn()
-            .unwrap();
-        let url = format!("http://{listen}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(Instant::now() < deadline, "zomg-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let token = std::fs::read_to_string(data.join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        Self {
-            child,
-            dir,
-            url,
-            token,
-        }
-    }
-
-    fn client(&self) -> Client {
-        Client::new(&Target::new(self.url.parse().unwrap()).with_token(self.token.clone())).unwrap()
-    }
-
-    /// `(VmRSS, VmHWM)` of the server in KiB.
-    fn memory_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap()
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    /// Resets the peak (`VmHWM`) to the current RSS.
-    fn reset_peak(&self) {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(self.child.id() as i32).unwrap(),
-            rustix::process::Signal::TERM,
-        );
-        let _ = self.child.wait();
-        let _ =
-            zomg_server::storage::btrfs::BtrfsStorage::unmount_loop(&self.dir.path().join("data"));
-    }
+/// Resets the peak (`VmHWM`) of a process to its current RSS.
+fn reset_peak(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
 }
 
 #[test]
 fn one_gib_round_trip_is_exact_and_keeps_server_memory_flat() {
     const GIB: u64 = 1 << 30;
-    let server = ChildServer::start(4);
+    let dir = tempfile::Builder::new()
+        .prefix("zomg-e2e-child-")
+        .tempdir()
+        .unwrap();
+    let server = ChildServer::start(Path::new(env!("CARGO_BIN_EXE_zomg-server")), dir.path(), 4);
+    let pid = server.pid();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = server.client();
     let project = ProjectName::new("default").unwrap();
@@ -986,24 +884,24 @@ fn one_gib_round_trip_is_exact_and_keeps_server_memory_flat() {
     ))
     .unwrap();
 
-    let (base_rss, _) = server.memory_kib();
-    server.reset_peak();
+    let (base_rss, _) = memory_kib(pid);
+    reset_peak(pid);
     let t = Instant::now();
     let up = rt
         .block_on(client.upload_file(&project, &b.name, &local, "/big", None))
         .unwrap();
     let up_secs = t.elapsed().as_secs_f64();
     assert_eq!(up.bytes, GIB);
-    let (_, up_peak) = server.memory_kib();
+    let (_, up_peak) = memory_kib(pid);
 
-    server.reset_peak();
+    reset_peak(pid);
     let back = dir.path().join("big.back");
     let t = Instant::now();
     let stat = rt
         .block_on(client.download_file(&project, &b.name, "/big", &back, None))
         .unwrap();
     let down_secs = t.elapsed().as_secs_f64();
-    let (_, down_peak) = server.memory_kib();
+    let (_, down_peak) = memory_kib(pid);
     assert_eq!(stat.size, GIB);
     eprintln!(
         "1 GiB: upload {:.0} MB/s, download {:.0} MB/s; server RSS {} MiB, peak +{} MiB up, +{} MiB down",

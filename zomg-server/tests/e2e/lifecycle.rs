@@ -15,7 +15,7 @@ fn n(s: &str) -> BoxName {
 
 /// Runs a shell command in the box and returns (stdout, exit code).
 async fn sh(client: &Client, project: &str, name: &str, script: &str) -> (String, i32) {
-    let r = crate::exec_run(client, project, name, script).await;
+    let r = crate::exec_sh(client, project, name, script).await;
     assert!(
         r.stderr.is_empty() || r.exit_code != Some(0),
         "stderr of {script:?}: {}",
@@ -26,11 +26,7 @@ async fn sh(client: &Client, project: &str, name: &str, script: &str) -> (String
 
 /// Host view of a box's memory cgroup.
 fn memory_limit(ts: &TestServer, box_id: &str) -> u64 {
-    let instance = zomg_server::server::instance_id(ts.data_dir());
-    let path = format!("/sys/fs/cgroup/memory/zomg-{instance}/{box_id}/memory.limit_in_bytes");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .trim()
+    crate::checks::cgroup_file(ts, box_id, "memory", "memory.limit_in_bytes")
         .parse()
         .unwrap()
 }

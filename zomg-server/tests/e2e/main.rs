@@ -7,27 +7,21 @@ mod files;
 mod fork;
 mod lifecycle;
 mod restart;
-mod support;
 mod update;
 mod volumes;
 
-use zomg_sdk::{Client, ExecRequest, ExecResult};
+use zomg_sdk::{BoxName, Client, ExecRequest, ExecResult, ProjectName};
 
-/// `POST …/exec` of `sh -c script`, run to completion.
-pub async fn exec_run(client: &Client, project: &str, name: &str, script: &str) -> ExecResult {
-    let req = ExecRequest {
+/// Runs `sh -c script` in a box to completion ([`Client::exec_run`]).
+pub async fn exec_sh(client: &Client, project: &str, name: &str, script: &str) -> ExecResult {
+    let project: ProjectName = project.parse().expect("project name");
+    let name: BoxName = name.parse().expect("box name");
+    let request = ExecRequest {
         command: vec!["sh".into(), "-c".into(), script.into()],
         ..Default::default()
     };
-    let builder = client
-        .request(
-            http::Method::POST,
-            &["v1", "projects", project, "boxes", name, "exec"],
-        )
-        .json(&req);
-    let response = client
-        .send(builder)
+    client
+        .exec_run(&project, &name, &request)
         .await
-        .unwrap_or_else(|e| panic!("exec {script:?}: {e}"));
-    response.json().await.expect("exec result")
+        .unwrap_or_else(|e| panic!("exec {script:?}: {e}"))
 }

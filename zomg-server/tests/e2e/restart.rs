@@ -183,9 +183,9 @@ async fn killed_server_reconciles_on_start() {
         "restarted"
     );
     assert_eq!(status("stays-stopped").await.unwrap(), BoxStatus::Stopped);
-    let r = crate::exec_run(&client, "default", "loses-container", "echo back").await;
+    let r = crate::exec_sh(&client, "default", "loses-container", "echo back").await;
     assert_eq!(r.stdout, "back\n");
-    let r = crate::exec_run(
+    let r = crate::exec_sh(
         &client,
         "default",
         "keeps-running",

@@ -15,50 +15,7 @@ use super::{LocalRuntime, LocalRuntimeConfig};
 use crate::runtime::{
     BoxSpec, ExecProcess, ExecSpec, ExitStatus, Resources, RunState, Runtime, RuntimeError,
 };
-
-const BUSYBOX: &str = "/bin/busybox";
-const TINI: &str = "/usr/bin/tini-static";
-
-fn require_prerequisites() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "runtime tests need root (runc, cgroups, namespaces)"
-    );
-    assert!(
-        super::find_binary(Path::new("runc")).is_ok(),
-        "runtime tests need runc in PATH (apt-get install runc)"
-    );
-    assert!(
-        Path::new(TINI).is_file(),
-        "runtime tests need {TINI} (apt-get install tini)"
-    );
-    assert!(
-        Path::new(BUSYBOX).is_file(),
-        "runtime tests need a static {BUSYBOX} to build a rootfs (apt-get install busybox-static)"
-    );
-    assert!(
-        Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
-        "runtime tests need the cgroup v1 memory controller at /sys/fs/cgroup/memory"
-    );
-}
-
-/// A minimal root filesystem: busybox and a symlink per applet.
-fn make_rootfs(root: &Path) {
-    for dir in ["bin", "etc", "root", "tmp", "proc", "sys", "dev", "run"] {
-        std::fs::create_dir_all(root.join(dir)).expect("create rootfs dir");
-    }
-    std::fs::copy(BUSYBOX, root.join("bin/busybox")).expect("copy busybox");
-    let list = std::process::Command::new(BUSYBOX)
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
-        }
-    }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
-}
+use crate::testing::{busybox_rootfs, require_runtime_prerequisites};
 
 /// A runtime instance with one box spec, removed on drop.
 struct TestBox {
@@ -72,10 +29,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl TestBox {
     fn new(resources: Resources) -> TestBox {
-        require_prerequisites();
+        require_runtime_prerequisites();
         let dir = tempfile::tempdir().expect("tempdir");
         let rootfs = dir.path().join("rootfs");
-        make_rootfs(&rootfs);
+        busybox_rootfs(&rootfs);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let instance = format!("test{}-{n}", std::process::id());
         let config = LocalRuntimeConfig::new(dir.path().join("state"), instance);

@@ -12,25 +12,10 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::storage::{Storage, StorageError, Subvol, SubvolKind};
+use crate::testing::require_btrfs_prerequisites;
 
 const MIB: u64 = 1024 * 1024;
 const IMAGE_SIZE: u64 = 512 * MIB;
-
-/// Panics naming the first missing prerequisite.
-fn require_root_and_btrfs() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "btrfs storage tests need root (subvolume and qgroup ioctls, mount); run them as root"
-    );
-    assert!(
-        Command::new("mkfs.btrfs").arg("--version").output().is_ok(),
-        "btrfs storage tests need mkfs.btrfs on PATH (Debian package btrfs-progs)"
-    );
-    assert!(
-        Path::new("/dev/loop-control").exists(),
-        "btrfs storage tests need loop devices (/dev/loop-control is missing)"
-    );
-}
 
 /// A loop-mounted btrfs in a tempdir, unmounted (and its loop device released) on drop.
 struct TestFs {
@@ -40,7 +25,7 @@ struct TestFs {
 
 impl TestFs {
     fn new() -> Self {
-        require_root_and_btrfs();
+        require_btrfs_prerequisites();
         let dir = tempfile::tempdir().expect("tempdir");
         let storage =
             BtrfsStorage::open_or_create_loop(dir.path(), IMAGE_SIZE).expect("loop-mounted btrfs");
@@ -486,7 +471,7 @@ fn two_data_dirs_coexist() {
 
 #[test]
 fn open_refuses_a_directory_that_is_not_btrfs() {
-    require_root_and_btrfs();
+    require_btrfs_prerequisites();
     let dir = tempfile::tempdir().unwrap();
     let statfs = rustix::fs::statfs(dir.path()).unwrap();
     #[allow(clippy::unnecessary_cast)]
