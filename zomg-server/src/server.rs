@@ -215,6 +215,7 @@ impl RunningServer {
             let _ = tx.send(());
         }
         (&mut self.task).await.context("server task panicked")??;
+        self.service.shutdown().await;
         Ok(())
     }
 

@@ -299,20 +299,11 @@ impl TestServer {
                 );
             }
         }
-        let instance = server::instance_id(&self.config.data_dir);
-        for controller in [
-            "memory", "cpu", "pids", "cpuacct", "cpuset", "devices", "freezer", "blkio",
-        ] {
-            let parent = Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join(format!("zomg-{instance}"));
+        for parent in instance_cgroups(&self.config.data_dir) {
             if let Ok(entries) = std::fs::read_dir(&parent) {
                 for e in entries.flatten() {
                     if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        found.push(format!(
-                            "cgroup {controller}/zomg-{instance}/{}",
-                            e.file_name().to_string_lossy()
-                        ));
+                        found.push(format!("cgroup {}", e.path().display()));
                     }
                 }
             }
@@ -546,6 +537,21 @@ impl Drop for ChildServer {
     }
 }
 
+/// The cgroup directory `zomg-<instance>` of a server's boxes in every hierarchy (the v1
+/// controllers, `systemd` and the v2 `unified` one of a hybrid host).
+fn instance_cgroups(data_dir: &Path) -> Vec<PathBuf> {
+    let name = format!("zomg-{}", server::instance_id(data_dir));
+    std::fs::read_dir("/sys/fs/cgroup")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path().join(&name))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Synchronous, best-effort removal of everything a server on `data_dir` put on the host:
 /// its runc containers, cgroups and loop mount. Works even when a test panicked inside the
 /// async runtime, and for servers that ran as a separate process.
@@ -565,13 +571,7 @@ pub fn teardown(data_dir: &Path) {
                 .output();
         }
     }
-    let instance = server::instance_id(data_dir);
-    for controller in [
-        "memory", "cpu", "pids", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd",
-    ] {
-        let parent = Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(format!("zomg-{instance}"));
+    for parent in instance_cgroups(data_dir) {
         if let Ok(entries) = std::fs::read_dir(&parent) {
             for e in entries.flatten() {
                 let _ = std::fs::remove_dir(e.path());

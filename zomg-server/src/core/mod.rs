@@ -131,6 +131,11 @@ impl BoxService {
         }
     }
 
+    /// Lets the backends release server-wide resources; boxes keep running.
+    pub async fn shutdown(&self) {
+        self.runtime().shutdown().await;
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings

@@ -227,6 +227,10 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// away, and its stdout and stderr go to the host file [`Runtime::log_path`] names.
     async fn exec_detached(&self, id: &str, spec: ExecSpec) -> RuntimeResult<Detached>;
 
+    /// Releases what the runtime holds for the server as a whole (boxes keep running);
+    /// called when the server stops.
+    async fn shutdown(&self) {}
+
     /// The host file holding the output of background process `pid` (its pid in the box).
     fn log_path(&self, id: &str, pid: u32) -> PathBuf;
 }

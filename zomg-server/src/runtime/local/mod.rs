@@ -550,6 +550,11 @@ impl Runtime for LocalRuntime {
         .await
     }
 
+    async fn shutdown(&self) {
+        // Only empty directories go: the cgroups of running boxes keep their parent.
+        self.remove_instance_cgroups().await;
+    }
+
     fn log_path(&self, id: &str, pid: u32) -> PathBuf {
         self.inner.layout.logs(id).join(format!("{pid}.log"))
     }
