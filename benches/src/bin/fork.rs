@@ -23,15 +23,15 @@
 //!   what copying the data costs without copy-on-write. The data is in the page cache and
 //!   nothing is synced, which favours cp.
 //!
-//! Run it as root against a running server with the busybox base as its default (or name
-//! the base in `ZOMG_BENCH_BASE`):
+//! Run it as root: `cargo run --release -p zomg-benches --bin fork` starts a server in this
+//! process on a throwaway loop btrfs with the busybox base. To measure another server, set
+//! `ZOMG_URL` and `ZOMG_TOKEN` (its default base must be the busybox one, or name the base
+//! in `ZOMG_BENCH_BASE`):
 //!
 //! ```text
-//! cargo build --release -p zomg-server -p zomg-benches
-//! target/release/zomg-server --data-dir /tmp/zb serve --listen 127.0.0.1:7171 &
-//! target/release/zomg-server --data-dir /tmp/zb base import bb <busybox rootfs dir>
-//! ZOMG_URL=http://127.0.0.1:7171 ZOMG_TOKEN=$(cat /tmp/zb/admin-token) \
-//!   target/release/fork
+//! target/release/zomg-server serve --data-dir /tmp/zb --listen 127.0.0.1:7171 &
+//! target/release/zomg-server base import bb <busybox rootfs dir> --data-dir /tmp/zb
+//! ZOMG_URL=http://127.0.0.1:7171 ZOMG_TOKEN=$(cat /tmp/zb/admin-token) target/release/fork
 //! ```
 //!
 //! It prints two Markdown tables (the format of the other benchmarks): medians, p95 and the
@@ -479,7 +479,16 @@ fn print(c: &Config, r: Results) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let c = Config::from_env()?;
-    let client = Client::from_env().context("set ZOMG_URL and ZOMG_TOKEN")?;
+    // Against the server named by ZOMG_URL/ZOMG_TOKEN, else a fresh one in this process
+    // (loop btrfs, busybox base `bb` as the default), like the other benchmarks.
+    let local = match std::env::var_os("ZOMG_URL") {
+        Some(_) => None,
+        None => Some(zomg_server::testing::TestServer::start().await),
+    };
+    let client = match &local {
+        Some(ts) => ts.client(),
+        None => Client::from_env().context("set ZOMG_URL and ZOMG_TOKEN")?,
+    };
     client
         .version()
         .await
