@@ -59,10 +59,10 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::ffi::{CStr, CString, c_char, c_int, c_long, c_ulong, c_void};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
@@ -332,6 +332,7 @@ macro_rules! log {
 
 fn main() {
     block_all_signals();
+    open_stdio();
     let listener = bind();
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -363,6 +364,23 @@ fn block_all_signals() {
     unsafe {
         sys::sigfillset(&mut set);
         sys::sigprocmask(sys::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Makes sure descriptors 0, 1 and 2 are open (tini passes the box's console on), so that
+/// no descriptor received later lands there — a command's stdio is moved onto them.
+fn open_stdio() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries the descriptor.
+        if unsafe { sys::fcntl(fd, sys::F_GETFD) } == -1 {
+            // Takes the lowest free number, which is `fd`; kept open for good.
+            match File::options().read(true).write(true).open("/dev/null") {
+                Ok(null) => {
+                    let _ = null.into_raw_fd();
+                }
+                Err(e) => log!("cannot open /dev/null: {e}"),
+            }
+        }
     }
 }
 
@@ -1089,7 +1107,7 @@ fn fix_stdio_owner(stdio: &[RawFd; 3], uid: u32) {
 /// (`true`: the command is then stopped — SIGTERM to its group, SIGKILL after the grace).
 fn watch(conn: &UnixStream, pid: sys::pid_t) -> bool {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let pidfd = unsafe { sys::syscall(sys::SYS_PIDFD_OPEN, pid, 0) };
+    let pidfd = unsafe { sys::syscall(sys::SYS_PIDFD_OPEN, c_long::from(pid), 0 as c_long) };
     if pidfd < 0 {
         log!("pidfd_open: {}", io::Error::last_os_error());
         return false;
@@ -1200,7 +1218,7 @@ unsafe fn child(plan: &Plan, report: RawFd) -> ! {
                 fail(report, report::SETUP, errno());
             }
         }
-        if plan.tty && sys::ioctl(0, sys::TIOCSCTTY, 0 as c_int) == -1 {
+        if plan.tty && sys::ioctl(0, sys::TIOCSCTTY, 0 as c_ulong) == -1 {
             fail(report, report::SETUP, errno());
         }
         // runc enters the directory before switching users, and again after the switch
