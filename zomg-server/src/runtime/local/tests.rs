@@ -1279,6 +1279,53 @@ async fn stop_gives_agent_execs_the_grace_then_kills_them() {
     assert_eq!(stubborn.wait.await.expect("wait"), ExitStatus::Signal(9));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_agent_execs_keep_apart_and_leave_nothing_behind() {
+    let b = TestBox::default();
+    b.start().await;
+    let (_, worker) = agent_pids(&b).await;
+    let worker = worker.expect("a worker");
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{worker}/fd"))
+            .expect("fds")
+            .count()
+    };
+    let threads = || thread_count(worker);
+    let (fds_before, threads_before) = (fds(), threads());
+    let runs = (0..40).map(|i| {
+        let b = &b;
+        async move {
+            let argv = [
+                "sh",
+                "-c",
+                &format!("echo out{i}; echo err{i} >&2; exit {i}"),
+            ];
+            let out = b.run_via(Via::Runtime, spec(&argv)).await;
+            assert_eq!(
+                (out.stdout, out.stderr, out.status),
+                (
+                    format!("out{i}\n"),
+                    format!("err{i}\n"),
+                    ExitStatus::Code(i)
+                ),
+            );
+        }
+    });
+    futures_util::future::join_all(runs).await;
+    // Every connection thread has ended and every descriptor of the execs is closed.
+    wait_for("the agent to let go of the execs", || {
+        fds() == fds_before && threads() == threads_before
+    })
+    .await;
+}
+
+/// The number of threads of host process `pid`.
+fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .count()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
