@@ -23,7 +23,7 @@ use oci_spec::runtime::{
     get_default_readonly_paths,
 };
 
-use super::idle::IDLE_IN_BOX;
+use super::agent::AGENT_IN_BOX;
 use super::layout::Layout;
 use super::runc::{CPU_PERIOD_US, cpu_quota, memory_bytes, pids_limit};
 use crate::runtime::BoxSpec;
@@ -180,7 +180,7 @@ fn mount(dest: &str, typ: &str, source: &Path, options: &[&str]) -> Result<Mount
 
 fn mounts(
     tini: &Path,
-    idle: &Path,
+    agent: &Path,
     spec: &BoxSpec,
     bundle: &Path,
 ) -> Result<Vec<Mount>, OciSpecError> {
@@ -244,7 +244,7 @@ fn mounts(
             &["nosuid", "nodev", "mode=755"],
         )?,
         mount(TINI_IN_BOX, "bind", tini, &["bind", "ro", "nodev"])?,
-        mount(IDLE_IN_BOX, "bind", idle, &["bind", "ro", "nodev"])?,
+        mount(AGENT_IN_BOX, "bind", agent, &["bind", "ro", "nodev"])?,
         mount(
             "/etc/hostname",
             "bind",
@@ -285,7 +285,7 @@ pub(crate) fn config(
         .terminal(false)
         .user(UserBuilder::default().uid(0u32).gid(0u32).build()?)
         .args(
-            [TINI_IN_BOX, "-s", "-g", "--", IDLE_IN_BOX]
+            [TINI_IN_BOX, "-s", "-g", "--", AGENT_IN_BOX]
                 .iter()
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>(),
@@ -365,7 +365,7 @@ pub(crate) fn config(
                 .build()?,
         ))
         .set_process(Some(process))
-        .set_mounts(Some(mounts(tini, &layout.idle, spec, bundle)?))
+        .set_mounts(Some(mounts(tini, &layout.agent, spec, bundle)?))
         .set_linux(Some(linux));
     Ok(config)
 }
@@ -417,7 +417,7 @@ mod tests {
                 .expect("json");
         let process = &json["process"];
         assert_eq!(process["args"][0], TINI_IN_BOX);
-        assert_eq!(process["args"][4], IDLE_IN_BOX);
+        assert_eq!(process["args"][4], AGENT_IN_BOX);
         assert_eq!(process["cwd"], "/root");
         assert_eq!(process["noNewPrivileges"], false);
         let env: Vec<&str> = process["env"]

@@ -55,7 +55,7 @@ fn command(runc: &Runc, log: &Path, id: &str, spec: &ExecSpec, flags: &[&OsStr])
     cmd
 }
 
-fn check_argv(spec: &ExecSpec) -> RuntimeResult<()> {
+pub(crate) fn check_argv(spec: &ExecSpec) -> RuntimeResult<()> {
     if spec.argv.is_empty() || spec.argv[0].is_empty() {
         return Err(RuntimeError::Exec("no command given".to_string()));
     }
@@ -268,8 +268,7 @@ fn finish(
         return classify(id, spec, message);
     }
     match (status.code(), status.signal()) {
-        (Some(code), _) if (129..=159).contains(&code) => Ok(ExitStatus::Signal(code - 128)),
-        (Some(code), _) => Ok(ExitStatus::Code(code)),
+        (Some(code), _) => Ok(exit_status_from_code(code)),
         (None, Some(signal)) => Err(RuntimeError::Failed {
             id: id.to_string(),
             step: "runc exec".to_string(),
@@ -280,6 +279,16 @@ fn finish(
             step: "runc exec".to_string(),
             message: format!("runc ended with {status}"),
         }),
+    }
+}
+
+/// A shell-style exit code as an [`ExitStatus`]: 129..=159 is a signal (see the module
+/// docs).
+pub(crate) fn exit_status_from_code(code: i32) -> ExitStatus {
+    if (129..=159).contains(&code) {
+        ExitStatus::Signal(code - 128)
+    } else {
+        ExitStatus::Code(code)
     }
 }
 

@@ -16,8 +16,8 @@ pub(crate) struct Layout {
     pub runc_root: PathBuf,
     /// Parent of every bundle.
     pub bundles: PathBuf,
-    /// The generated idle helper (see `idle.rs`).
-    pub idle: PathBuf,
+    /// The box agent binary (see `agent.rs`).
+    pub agent: PathBuf,
     /// The cgroup parent of every box, relative to each controller's root (`/zomg-<instance>`).
     pub cgroup_parent: String,
 }
@@ -28,7 +28,7 @@ impl Layout {
             state_dir: state_dir.to_path_buf(),
             runc_root: state_dir.join("runc"),
             bundles: state_dir.join("bundles"),
-            idle: state_dir.join("zomg-idle"),
+            agent: state_dir.join("zomg-agent"),
             cgroup_parent: format!("/zomg-{instance}"),
         }
     }

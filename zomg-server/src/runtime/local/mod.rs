@@ -1,31 +1,35 @@
 //! The local runtime: one OCI bundle per box, run by runc.
 //!
 //! # A box
-//! Its root is the box's subvolume, used in place. Pid 1 is `tini -s -g -- zomg-idle`:
+//! Its root is the box's subvolume, used in place. Pid 1 is `tini -s -g -- zomg-agent`:
 //! tini (the host's static build, bind-mounted read-only at `/run/zomg/tini`) reaps zombies
-//! and forwards signals; its one child is a generated ~150-byte static program that blocks
-//! every signal and sleeps forever (`idle.rs`), so the box needs nothing from its base to
-//! stay up. Both live on the box's fresh `/run` tmpfs: nothing is written into the user's
-//! root for them. Commands run through `runc exec` (`exec.rs`, `pty.rs`).
+//! and forwards signals; its one child is the box agent (`agent.rs`, source in
+//! `zomg-server/agent/`), a static program built with the server that never exits on its own
+//! and runs commands for the server, so the box needs nothing from its base to stay up.
+//! Both live on the box's fresh `/run` tmpfs: nothing is written into the user's root for
+//! them. Commands run through the agent (a fork and exec inside the box), or through
+//! `runc exec` when the agent cannot take them (`exec.rs`, `pty.rs`); background processes
+//! always use `runc exec -d`.
 //!
 //! # Stop
 //! SIGTERM goes to *every* process of the box (`runc kill --all`), not only to pid 1 — a
-//! machine shutting down asks every service to stop. The idle child ignores it, so the box
-//! stays up while the user's processes exit; the runtime polls the box's `cgroup.procs`
-//! (a file read every few ms) until only tini and the idle child are left or the grace
-//! period ends, then SIGKILLs tini through a pidfd — the kernel then kills the rest of the
-//! pid namespace — and `runc delete`s the container. The bundle stays for the next start.
+//! machine shutting down asks every service to stop. The agent blocks it, so the box stays
+//! up while the user's processes exit; the runtime polls the box's `cgroup.procs` (a file
+//! read every few ms) until only tini and the agent are left or the grace period ends, then
+//! SIGKILLs tini through a pidfd — the kernel then kills the rest of the pid namespace — and
+//! `runc delete`s the container. The bundle stays for the next start. SIGKILL of the agent's
+//! supervisor ends the box the same way (tini exits with its child).
 //!
 //! # Host state
 //! Everything lives under the configured state dir (see `layout.rs`): bundles, runc's
-//! `--root`, the idle helper. Cgroups are `/zomg-<instance>/<id>` in every hierarchy. The
+//! `--root`, the agent binary. Cgroups are `/zomg-<instance>/<id>` in every hierarchy. The
 //! server becomes a child subreaper (see `reaper.rs` for why and what follows).
 
+mod agent;
 mod bundle;
 mod cgroup;
 mod exec;
 mod freeze;
-mod idle;
 mod layout;
 mod netns;
 mod pty;
@@ -58,6 +62,13 @@ use super::{
 
 /// How long a SIGKILLed init may take to exit before `stop`/`remove` give up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `start` waits for a new box's agent to listen; execs use runc until it does.
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The `comm` of the idle helper that was tini's child before the agent: boxes started by
+/// an earlier server still run it, and a stop must not wait for it either.
+const LEGACY_IDLE_COMM: &str = "zomg-idle";
 
 /// How long `freeze` waits for every task of a box to stop (a task in uninterruptible sleep,
 /// e.g. on a hung network filesystem, cannot freeze).
@@ -99,6 +110,8 @@ struct Inner {
     layout: Layout,
     runc: Runc,
     tini: PathBuf,
+    /// The installed agent binary (see `agent.rs`).
+    agent: agent::AgentFile,
     /// RLIMIT_NOFILE of box processes (see `bundle::nofile_limit`).
     nofile: u64,
     /// Numbers per-exec scratch files.
@@ -117,7 +130,7 @@ impl fmt::Debug for LocalRuntime {
 }
 
 impl LocalRuntime {
-    /// Prepares the state dir, checks runc and tini, installs the idle helper and makes this
+    /// Prepares the state dir, checks runc and tini, installs the box agent and makes this
     /// process a child subreaper (process-wide; see `reaper.rs`).
     pub fn new(config: LocalRuntimeConfig) -> io::Result<LocalRuntime> {
         if !check_instance(&config.instance) {
@@ -144,15 +157,18 @@ impl LocalRuntime {
             std::fs::create_dir_all(dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", dir.display())))?;
         }
-        idle::install(&layout.idle).map_err(|e| {
-            io::Error::new(e.kind(), format!("install {}: {e}", layout.idle.display()))
+        let agent = agent::install(&layout.agent).map_err(|e| {
+            io::Error::new(e.kind(), format!("install {}: {e}", layout.agent.display()))
         })?;
+        // The idle helper of earlier versions; boxes still running it hold their own mount.
+        let _ = std::fs::remove_file(layout.state_dir.join("zomg-idle"));
         reaper::become_subreaper()
             .map_err(|e| io::Error::new(e.kind(), format!("become child subreaper: {e}")))?;
         Ok(LocalRuntime {
             inner: Arc::new(Inner {
                 runc: Runc::new(runc_binary, layout.runc_root.clone()),
                 layout,
+                agent,
                 tini: config.tini_path,
                 nofile: bundle::nofile_limit(),
                 seq: AtomicU64::new(0),
@@ -243,8 +259,8 @@ impl LocalRuntime {
         }
     }
 
-    /// Sends SIGTERM to every process and waits until only tini and the idle child are left,
-    /// the init has exited, or `grace` has passed.
+    /// Sends SIGTERM to every process and waits until only tini and the agent are left, the
+    /// init has exited, or `grace` has passed.
     async fn terminate(
         &self,
         id: &str,
@@ -262,13 +278,7 @@ impl LocalRuntime {
         let mut delay = Duration::from_millis(1);
         loop {
             if let Some(procs) = &procs {
-                let only_init_left = state::cgroup_procs(procs).into_iter().all(|pid| {
-                    pid == init
-                        || ProcStat::read(pid).is_none_or(|s| {
-                            s.is_dead() || (s.ppid == init && s.comm == idle::IDLE_COMM)
-                        })
-                });
-                if only_init_left {
+                if only_init_and_agent_left(init, state::cgroup_procs(procs)) {
                     return;
                 }
             }
@@ -283,6 +293,38 @@ impl LocalRuntime {
             delay = (delay * 2).min(Duration::from_millis(5));
         }
     }
+}
+
+/// Whether `procs` (a box's processes) are only its init, the agent's supervisor (a child of
+/// the init; or the idle helper of a box started by an earlier server) and the agent's
+/// worker (a child of the supervisor), apart from processes that have exited. A command of
+/// the worker that has exited still counts until the worker reaps it: the worker reports
+/// the exit first, and killing the box before would lose that report.
+fn only_init_and_agent_left(init: u32, procs: Vec<u32>) -> bool {
+    let stats: Vec<(u32, Option<ProcStat>)> = procs
+        .into_iter()
+        .map(|pid| (pid, ProcStat::read(pid)))
+        .collect();
+    let alive_agent = |ppids: &[u32]| -> Vec<u32> {
+        stats
+            .iter()
+            .filter_map(|(pid, s)| {
+                let s = s.as_ref()?;
+                let helper =
+                    s.comm == agent::AGENT_COMM || (s.comm == LEGACY_IDLE_COMM && ppids == [init]);
+                (helper && ppids.contains(&s.ppid) && !s.is_dead()).then_some(*pid)
+            })
+            .collect()
+    };
+    let supervisors = alive_agent(&[init]);
+    let workers = alive_agent(&supervisors);
+    stats.iter().all(|(pid, s)| {
+        *pid == init
+            || supervisors.contains(pid)
+            || workers.contains(pid)
+            || s.as_ref()
+                .is_none_or(|s| s.is_dead() && !workers.contains(&s.ppid))
+    })
 }
 
 /// Resolves a binary name through `PATH` (a path with a slash is taken as is).
@@ -373,9 +415,17 @@ impl Runtime for LocalRuntime {
                 Some(pid) => {
                     // runc has exited: its init is ours to reap now.
                     reaper::adopt(pid);
-                    netns::loopback_up(pid)
+                    let up = netns::loopback_up(pid)
                         .await
-                        .map_err(|e| Self::fail(id, "bring up loopback", e))
+                        .map_err(|e| Self::fail(id, "bring up loopback", e));
+                    if up.is_ok() && !agent::wait_listening(pid, AGENT_START_TIMEOUT).await {
+                        tracing::warn!(
+                            box_id = id,
+                            "the box agent is not listening after {AGENT_START_TIMEOUT:?}; \
+                             execs use runc exec until it does"
+                        );
+                    }
+                    up
                 }
             },
         };
@@ -529,7 +579,24 @@ impl Runtime for LocalRuntime {
     }
 
     async fn exec(&self, id: &str, spec: ExecSpec) -> RuntimeResult<ExecProcess> {
-        self.running(id)?;
+        let st = self.running(id)?;
+        exec::check_argv(&spec)?;
+        let target = agent::Target {
+            id: id.to_string(),
+            init: st.init_process_pid,
+            init_start: st.init_process_start,
+            config: self.inner.layout.bundle(id).join("config.json"),
+            agent: self.inner.agent,
+        };
+        match agent::exec(&target, &spec).await {
+            Ok(result) => return result,
+            Err(agent::Unavailable::Untrusted(why)) => {
+                tracing::warn!(box_id = id, reason = %why, "not using the box agent; exec through runc");
+            }
+            Err(agent::Unavailable::Unreachable(why)) => {
+                tracing::debug!(box_id = id, reason = %why, "box agent unavailable; exec through runc");
+            }
+        }
         let files = self.exec_files(id);
         match spec.tty {
             Some(size) => exec::tty(&self.inner.runc, files, id, spec, size).await,

@@ -10,6 +10,10 @@
 //!
 //! The slave starts in raw mode, so bytes pass through unchanged before runc puts it there
 //! itself; line editing and echo happen on the inner terminal, as on any machine.
+//!
+//! An exec through the box's agent needs none of this: the agent allocates the terminal in
+//! the box and hands its master over ([`PtyMaster::from_fd`]), which the same reader,
+//! writer and resizer then drive directly.
 #![allow(unsafe_code)] // `Command::pre_exec` is unsafe: its closure runs between fork and exec.
 
 use std::io;
@@ -99,6 +103,25 @@ pub(crate) struct PtyMaster {
 }
 
 impl PtyMaster {
+    /// Takes over a pty master allocated elsewhere (by the box's agent), non-blocking from
+    /// now on. Anything but a character device is refused.
+    pub fn from_fd(master: OwnedFd) -> io::Result<PtyMaster> {
+        let stat = rustix::fs::fstat(&master)?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode)
+            != rustix::fs::FileType::CharacterDevice
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the terminal received is not a character device",
+            ));
+        }
+        rustix::io::ioctl_fionbio(&master, true)?;
+        // SAFETY: the OwnedFd is an open pty master, owned by the AsyncFd for its whole
+        // life and never replaced, so its raw fd stays the same open file description.
+        let fd = unsafe { AsyncFd::register(master)? };
+        Ok(PtyMaster { fd: Arc::new(fd) })
+    }
+
     pub fn reader(&self) -> PtyReader {
         PtyReader {
             fd: self.fd.clone(),
@@ -191,7 +214,8 @@ impl AsyncWrite for PtyWriter {
     }
 }
 
-/// Sets the window size on the master; runc passes it on to the box's terminal.
+/// Sets the window size on the master: runc passes it on to the box's terminal; a master
+/// from the agent *is* the box's terminal, and the kernel signals SIGWINCH itself.
 #[derive(Debug)]
 pub(crate) struct PtyResizer {
     fd: Arc<AsyncFd<OwnedFd>>,

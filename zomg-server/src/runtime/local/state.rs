@@ -88,8 +88,14 @@ pub(crate) struct ProcStat {
     pub comm: String,
     pub state: char,
     pub ppid: u32,
+    /// The kernel's `PF_*` flags.
+    pub flags: u64,
     pub start_time: u64,
 }
+
+/// `PF_EXITING`: the process has begun to exit (for a pid namespace's init, also while it
+/// waits for the rest of the namespace to die).
+const PF_EXITING: u64 = 0x4;
 
 impl ProcStat {
     /// Reads `/proc/<pid>/stat`; `None` when the process is gone (reaped).
@@ -108,6 +114,7 @@ impl ProcStat {
             comm,
             state: fields.first()?.chars().next()?,
             ppid: fields.get(1)?.parse().ok()?,
+            flags: fields.get(6)?.parse().ok()?,
             start_time: fields.get(19)?.parse().ok()?,
         })
     }
@@ -115,6 +122,11 @@ impl ProcStat {
     /// Exited: a zombie waiting to be reaped, or dead.
     pub fn is_dead(&self) -> bool {
         matches!(self.state, 'Z' | 'X' | 'x')
+    }
+
+    /// Exited or on its way out.
+    pub fn is_exiting(&self) -> bool {
+        self.is_dead() || self.flags & PF_EXITING != 0
     }
 }
 
@@ -154,6 +166,8 @@ mod tests {
         assert_eq!(s.comm, "a) b (c)");
         assert_eq!(s.state, 'S');
         assert_eq!(s.ppid, 7);
+        assert_eq!(s.flags, 4_194_560);
+        assert!(!s.is_exiting());
         assert_eq!(s.start_time, 12345);
     }
 

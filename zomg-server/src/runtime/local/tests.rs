@@ -116,6 +116,35 @@ impl Drop for TestBox {
     }
 }
 
+/// Which way a test runs a command: through the runtime (the agent when it can), or with
+/// runc exec directly (the runtime's fallback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Runtime,
+    Runc,
+}
+
+impl TestBox {
+    async fn exec_via(&self, via: Via, spec: ExecSpec) -> Result<ExecProcess, RuntimeError> {
+        match via {
+            Via::Runtime => self.rt.exec(self.id(), spec).await,
+            Via::Runc => {
+                let files = self.rt.exec_files(self.id());
+                let runc = &self.rt.inner.runc;
+                match spec.tty {
+                    Some(size) => super::exec::tty(runc, files, self.id(), spec, size).await,
+                    None => super::exec::piped(runc, files, self.id(), spec).await,
+                }
+            }
+        }
+    }
+
+    async fn run_via(&self, via: Via, spec: ExecSpec) -> Output {
+        let process = self.exec_via(via, spec).await.expect("exec");
+        collect(process).await.expect("exec wait")
+    }
+}
+
 fn spec(argv: &[&str]) -> ExecSpec {
     ExecSpec {
         argv: argv.iter().map(|s| s.to_string()).collect(),
@@ -209,7 +238,7 @@ async fn box_has_tini_identity_env_limits_and_loopback() {
     );
     assert_eq!(
         b.run(&["cat", "/proc/1/cmdline"]).await.stdout,
-        "/run/zomg/tini\0-s\0-g\0--\0/run/zomg/zomg-idle\0"
+        "/run/zomg/tini\0-s\0-g\0--\0/run/zomg/zomg-agent\0"
     );
     assert_eq!(
         b.run(&["sh", "-c", "echo $FOO $HOME $TERM; pwd; id -u"])
@@ -217,7 +246,7 @@ async fn box_has_tini_identity_env_limits_and_loopback() {
             .stdout,
         "bar /root xterm-256color\n/root\n0\n"
     );
-    // Nothing was written into the user's root for tini or the idle helper.
+    // Nothing was written into the user's root for tini or the agent.
     assert!(!b.spec.rootfs.join("run/zomg").exists());
 
     assert_eq!(b.cgroup("memory", "memory.limit_in_bytes"), "268435456");
@@ -250,81 +279,99 @@ async fn box_has_tini_identity_env_limits_and_loopback() {
 async fn exec_reports_codes_signals_and_keeps_streams_apart() {
     let b = TestBox::default();
     b.start().await;
-    assert_eq!(b.run(&["true"]).await.status, ExitStatus::Code(0));
-    assert_eq!(b.run(&["false"]).await.status, ExitStatus::Code(1));
-    assert_eq!(
-        b.run(&["sh", "-c", "exit 42"]).await.status,
-        ExitStatus::Code(42)
-    );
-    assert_eq!(
-        b.run(&["sh", "-c", "kill -9 $$"]).await.status,
-        ExitStatus::Signal(9)
-    );
-    assert_eq!(
-        b.run(&["sh", "-c", "kill -TERM $$"]).await.status,
-        ExitStatus::Signal(15)
-    );
+    // Through the agent, and through runc exec (the fallback): both report alike.
+    for via in [Via::Runtime, Via::Runc] {
+        let run = |argv: &[&str]| b.run_via(via, spec(argv));
+        assert_eq!(run(&["true"]).await.status, ExitStatus::Code(0), "{via:?}");
+        assert_eq!(run(&["false"]).await.status, ExitStatus::Code(1), "{via:?}");
+        assert_eq!(
+            run(&["sh", "-c", "exit 42"]).await.status,
+            ExitStatus::Code(42),
+            "{via:?}"
+        );
+        assert_eq!(
+            run(&["sh", "-c", "kill -9 $$"]).await.status,
+            ExitStatus::Signal(9),
+            "{via:?}"
+        );
+        assert_eq!(
+            run(&["sh", "-c", "kill -TERM $$"]).await.status,
+            ExitStatus::Signal(15),
+            "{via:?}"
+        );
 
-    let missing = b.run(&["no-such-command"]).await;
-    assert_eq!(missing.status, ExitStatus::Code(127));
-    assert!(
-        missing.stderr.contains("executable file not found"),
-        "{missing:?}"
-    );
-    assert_eq!(b.run(&["/etc"]).await.status, ExitStatus::Code(126));
-    let bad_cwd = ExecSpec {
-        cwd: Some("/nope".into()),
-        ..spec(&["true"])
-    };
-    let err = collect(b.rt.exec(b.id(), bad_cwd).await.expect("exec"))
-        .await
-        .expect_err("missing cwd");
-    assert_eq!(
-        err.to_string(),
-        "cannot enter working directory /nope: no such file or directory"
-    );
+        let missing = run(&["no-such-command"]).await;
+        assert_eq!(missing.status, ExitStatus::Code(127), "{via:?}");
+        assert!(
+            missing.stderr.contains("executable file not found"),
+            "{via:?}: {missing:?}"
+        );
+        let missing = run(&["/no/such/file"]).await;
+        assert_eq!(missing.status, ExitStatus::Code(127), "{via:?}");
+        assert!(
+            missing.stderr.contains("no such file or directory"),
+            "{via:?}: {missing:?}"
+        );
+        assert_eq!(
+            run(&["/etc"]).await.status,
+            ExitStatus::Code(126),
+            "{via:?}"
+        );
+        let bad_cwd = ExecSpec {
+            cwd: Some("/nope".into()),
+            ..spec(&["true"])
+        };
+        let err = collect(b.exec_via(via, bad_cwd).await.expect("exec"))
+            .await
+            .expect_err("missing cwd");
+        assert_eq!(
+            err.to_string(),
+            "cannot enter working directory /nope: no such file or directory",
+            "{via:?}"
+        );
 
-    let out = b
-        .run(&["sh", "-c", "echo out; echo err >&2; echo out2"])
-        .await;
-    assert_eq!(
-        (out.stdout.as_str(), out.stderr.as_str()),
-        ("out\nout2\n", "err\n")
-    );
+        let out = run(&["sh", "-c", "echo out; echo err >&2; echo out2"]).await;
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("out\nout2\n", "err\n"),
+            "{via:?}"
+        );
 
-    let custom = ExecSpec {
-        env: BTreeMap::from([("X".into(), "1".into())]),
-        cwd: Some("/tmp".into()),
-        user: Some("1000:1000".into()),
-        ..spec(&["sh", "-c", "echo $X $(pwd) $(id -u):$(id -g)"])
-    };
-    assert_eq!(
-        run(&b.rt, b.id(), custom).await.stdout,
-        "1 /tmp 1000:1000\n"
-    );
+        let custom = ExecSpec {
+            env: BTreeMap::from([("X".into(), "1".into())]),
+            cwd: Some("/tmp".into()),
+            user: Some("1000:1000".into()),
+            ..spec(&["sh", "-c", "echo $X $(pwd) $(id -u):$(id -g)"])
+        };
+        assert_eq!(
+            b.run_via(via, custom).await.stdout,
+            "1 /tmp 1000:1000\n",
+            "{via:?}"
+        );
 
-    // A few MiB through `cat`, byte for byte.
-    let data: Vec<u8> = (0..4u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    let mut process = b.rt.exec(b.id(), spec(&["cat"])).await.expect("exec cat");
-    let mut stdin = process.stdin.take().expect("stdin");
-    let mut stdout = process.stdout.take().expect("stdout");
-    let input = data.clone();
-    let writer = tokio::spawn(async move {
-        stdin.write_all(&input).await.expect("write stdin");
-        stdin.shutdown().await.expect("close stdin");
-    });
-    let mut echoed = Vec::new();
-    stdout.read_to_end(&mut echoed).await.expect("read stdout");
-    writer.await.expect("writer");
-    assert_eq!(process.wait.await.expect("wait"), ExitStatus::Code(0));
-    assert!(
-        echoed == data,
-        "stdin round trip differs ({} of {} bytes)",
-        echoed.len(),
-        data.len()
-    );
+        // A few MiB through `cat`, byte for byte.
+        let data: Vec<u8> = (0..4u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut process = b.exec_via(via, spec(&["cat"])).await.expect("exec cat");
+        let mut stdin = process.stdin.take().expect("stdin");
+        let mut stdout = process.stdout.take().expect("stdout");
+        let input = data.clone();
+        let writer = tokio::spawn(async move {
+            stdin.write_all(&input).await.expect("write stdin");
+            stdin.shutdown().await.expect("close stdin");
+        });
+        let mut echoed = Vec::new();
+        stdout.read_to_end(&mut echoed).await.expect("read stdout");
+        writer.await.expect("writer");
+        assert_eq!(process.wait.await.expect("wait"), ExitStatus::Code(0));
+        assert!(
+            echoed == data,
+            "{via:?}: stdin round trip differs ({} of {} bytes)",
+            echoed.len(),
+            data.len()
+        );
+    }
 
     // Exec into a missing box.
     assert!(matches!(
@@ -337,55 +384,83 @@ async fn exec_reports_codes_signals_and_keeps_streams_apart() {
 async fn tty_exec_follows_resizes() {
     let b = TestBox::default();
     b.start().await;
-    let tty = ExecSpec {
-        tty: Some((80, 24)),
-        ..spec(&["sh"])
-    };
-    let mut process = b.rt.exec(b.id(), tty).await.expect("exec tty");
-    assert!(process.stderr.is_none());
-    let mut stdin = process.stdin.take().expect("stdin");
-    let mut stdout = process.stdout.take().expect("stdout");
-    let resizer = process.resizer.take().expect("resizer");
-    let mut seen = String::new();
-    stdin.write_all(b"tty; stty size\n").await.expect("write");
-    read_until(&mut stdout, &mut seen, "24 80").await;
-    assert!(seen.contains("/dev/pts/"), "no terminal in box: {seen:?}");
-    resizer.resize(132, 50).expect("resize");
-    // runc relays SIGWINCH asynchronously: ask until the new size shows.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        stdin.write_all(b"stty size\n").await.expect("write");
-        let before = seen.len();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut buf = [0u8; 4096];
-        while let Ok(Ok(n)) =
-            tokio::time::timeout(Duration::from_millis(50), stdout.read(&mut buf)).await
-        {
-            if n == 0 {
+    for via in [Via::Runtime, Via::Runc] {
+        let tty = ExecSpec {
+            tty: Some((80, 24)),
+            ..spec(&["sh"])
+        };
+        let mut process = b.exec_via(via, tty).await.expect("exec tty");
+        assert!(process.stderr.is_none());
+        let mut stdin = process.stdin.take().expect("stdin");
+        let mut stdout = process.stdout.take().expect("stdout");
+        let resizer = process.resizer.take().expect("resizer");
+        let mut seen = String::new();
+        stdin.write_all(b"tty; stty size\n").await.expect("write");
+        read_until(&mut stdout, &mut seen, "24 80").await;
+        assert!(
+            seen.contains("/dev/pts/"),
+            "{via:?}: no terminal in box: {seen:?}"
+        );
+        resizer.resize(132, 50).expect("resize");
+        // runc relays SIGWINCH asynchronously: ask until the new size shows.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            stdin.write_all(b"stty size\n").await.expect("write");
+            let before = seen.len();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut buf = [0u8; 4096];
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(50), stdout.read(&mut buf)).await
+            {
+                if n == 0 {
+                    break;
+                }
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            if seen[before..].contains("50 132") {
                 break;
             }
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            assert!(
+                Instant::now() < deadline,
+                "{via:?}: resize never seen: {seen:?}"
+            );
         }
-        if seen[before..].contains("50 132") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "resize never seen: {seen:?}");
-    }
-    stdin.write_all(b"exit 5\n").await.expect("write");
-    let mut rest = Vec::new();
-    stdout.read_to_end(&mut rest).await.expect("read to EOF");
-    assert_eq!(process.wait.await.expect("wait"), ExitStatus::Code(5));
+        // ^D (shutdown of the terminal's input) ends the shell like a user's ^D.
+        stdin.write_all(b"echo before-eof\n").await.expect("write");
+        read_until(&mut stdout, &mut seen, "before-eof\r\n").await;
+        stdin.shutdown().await.expect("send ^D");
+        let mut rest = Vec::new();
+        stdout.read_to_end(&mut rest).await.expect("read to EOF");
+        assert_eq!(
+            process.wait.await.expect("wait"),
+            ExitStatus::Code(0),
+            "{via:?}"
+        );
 
-    // Output of a non-interactive command on a tty arrives complete, then EOF.
-    let once = ExecSpec {
-        tty: Some((80, 24)),
-        ..spec(&["sh", "-c", "echo hello; exit 3"])
-    };
-    let out = collect(b.rt.exec(b.id(), once).await.expect("exec"))
-        .await
-        .expect("wait");
-    assert_eq!(out.status, ExitStatus::Code(3));
-    assert!(out.stdout.contains("hello"), "{out:?}");
+        // Output of a non-interactive command on a tty arrives complete, then EOF.
+        let once = ExecSpec {
+            tty: Some((80, 24)),
+            ..spec(&["sh", "-c", "echo hello; exit 3"])
+        };
+        let out = collect(b.exec_via(via, once).await.expect("exec"))
+            .await
+            .expect("wait");
+        assert_eq!(out.status, ExitStatus::Code(3), "{via:?}");
+        assert!(out.stdout.contains("hello\r\n"), "{via:?}: {out:?}");
+
+        let missing = ExecSpec {
+            tty: Some((80, 24)),
+            ..spec(&["no-such-command"])
+        };
+        let out = collect(b.exec_via(via, missing).await.expect("exec"))
+            .await
+            .expect("wait");
+        assert_eq!(out.status, ExitStatus::Code(127), "{via:?}");
+        assert!(
+            out.stdout.contains("executable file not found"),
+            "{via:?}: {out:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -752,6 +827,505 @@ async fn two_instances_do_not_collide() {
     assert_eq!(b.run(&["hostname"]).await.stdout, "web.proj\n");
 }
 
+/// The host pid of the box's init.
+async fn init_pid(b: &TestBox) -> u32 {
+    match b.rt.state(b.id()).await.expect("state") {
+        RunState::Running { pid } => pid,
+        other => panic!("box not running: {other:?}"),
+    }
+}
+
+/// Children of host process `pid`, oldest first.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().expect("a pid"))
+        .collect()
+}
+
+/// The agent's supervisor (tini's first child) and its worker.
+async fn agent_pids(b: &TestBox) -> (u32, Option<u32>) {
+    let supervisor = *children(init_pid(b).await)
+        .first()
+        .expect("tini has a child");
+    let stat = super::state::ProcStat::read(supervisor).expect("supervisor stat");
+    assert_eq!(stat.comm, super::agent::AGENT_COMM);
+    (supervisor, children(supervisor).first().copied())
+}
+
+fn kill(pid: u32, signal: rustix::process::Signal) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).expect("pid"),
+        signal,
+    )
+    .expect("kill");
+}
+
+/// The parent pid a command sees: the agent's worker when the agent ran it, 0 (a parent
+/// outside the box) when runc exec did.
+async fn parent_seen_by(b: &TestBox, via: Via) -> u32 {
+    let out = b
+        .run_via(via, spec(&["cut", "-d", " ", "-f4", "/proc/self/stat"]))
+        .await;
+    assert_eq!(out.status, ExitStatus::Code(0), "{out:?}");
+    out.stdout.trim().parse().expect("a ppid")
+}
+
+/// Whether the box's network namespace has a socket listening on `@zomg-agent`.
+fn agent_socket_listed(init: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{init}/net/unix"))
+        .is_ok_and(|t| t.lines().any(|l| l.ends_with(" @zomg-agent")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_exec_runs_commands_as_runc_exec_does() {
+    let b = TestBox::default();
+    // A user with a group of its own and a supplementary one (runc exec gives neither).
+    let etc = b.spec.rootfs.join("etc");
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:alice:/home/alice:/bin/sh\n",
+    )
+    .expect("passwd");
+    std::fs::write(
+        etc.join("group"),
+        "root:x:0:\nstaff:x:50:alice\nalice:x:1000:\n",
+    )
+    .expect("group");
+    b.start().await;
+
+    // The runtime's exec goes through the agent; runc exec's commands have no parent in
+    // the box.
+    let (_, worker) = agent_pids(&b).await;
+    let worker = worker.expect("a worker");
+    let worker_in_box = super::state::pid_in_namespace(worker).expect("NSpid");
+    assert_eq!(parent_seen_by(&b, Via::Runtime).await, worker_in_box);
+    assert_eq!(parent_seen_by(&b, Via::Runc).await, 0);
+
+    let status = "grep -E '^(Uid|Gid|Groups|Cap|NoNewPrivs|Seccomp|Sig(Blk|Ign|Cgt))' \
+                  /proc/self/status";
+    let probes = [
+        spec(&["sh", "-c", status]),
+        spec(&["cat", "/proc/self/cgroup"]),
+        spec(&["env"]),
+        spec(&[
+            "sh",
+            "-c",
+            "hostname; pwd; umask; ulimit -a; cat /proc/self/oom_score_adj; ls /proc/self/fd",
+        ]),
+        // A session and process group of its own, as runc gives every exec.
+        spec(&[
+            "sh",
+            "-c",
+            "read -r pid comm state ppid pgrp session rest < /proc/$$/stat; \
+             [ $pgrp = $pid ] && [ $session = $pid ] && echo leads its session",
+        ]),
+        ExecSpec {
+            env: BTreeMap::from([
+                ("FOO".into(), "overridden".into()),
+                ("NEW".into(), "1".into()),
+            ]),
+            cwd: Some("/tmp".into()),
+            ..spec(&["env"])
+        },
+        ExecSpec {
+            cwd: Some("/tmp".into()),
+            ..spec(&["pwd"])
+        },
+        ExecSpec {
+            user: Some("1000:1000".into()),
+            ..spec(&["sh", "-c", &format!("id; {status}; echo $HOME")])
+        },
+        ExecSpec {
+            user: Some("1000".into()),
+            ..spec(&["sh", "-c", &format!("id; {status}")])
+        },
+        ExecSpec {
+            user: Some("4242".into()),
+            ..spec(&["sh", "-c", &format!("id; {status}")])
+        },
+        // Output bytes on a terminal (runc's inner terminal differs in one flag, `onlcr`,
+        // but its outer one adds the same carriage returns).
+        ExecSpec {
+            tty: Some((100, 30)),
+            ..spec(&["sh", "-c", "tty; stty size; echo a; printf 'b\\n'"])
+        },
+    ];
+    for probe in probes {
+        let agent = b.run_via(Via::Runtime, probe.clone()).await;
+        let mut runc = b.run_via(Via::Runc, probe.clone()).await;
+        // runc clears `onlcr` on its inner terminal only once the command runs, so a quick
+        // command's newlines may get a second carriage return from its outer one.
+        runc.stdout = runc.stdout.replace("\r\r\n", "\r\n");
+        assert_eq!(agent.status, ExitStatus::Code(0), "{probe:?}: {agent:?}");
+        assert_eq!(
+            (agent.stdout.as_str(), agent.stderr.as_str()),
+            (runc.stdout.as_str(), runc.stderr.as_str()),
+            "{probe:?}"
+        );
+    }
+    // The capabilities seen are the box's, not empty.
+    let caps = b.run(&["grep", "CapEff", "/proc/self/status"]).await.stdout;
+    assert_ne!(caps.trim(), "CapEff:\t0000000000000000");
+    // runc exec keeps the box's gid (0) for a bare uid, and sets no supplementary groups.
+    let id = b
+        .run_via(
+            Via::Runtime,
+            ExecSpec {
+                user: Some("1000".into()),
+                ..spec(&["id"])
+            },
+        )
+        .await;
+    assert_eq!(id.stdout, "uid=1000(alice) gid=0(root)\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_replaced_and_a_killed_supervisor_ends_the_box() {
+    let b = TestBox::default();
+    b.start().await;
+    let init = init_pid(&b).await;
+    let (supervisor, worker) = agent_pids(&b).await;
+    let worker = worker.expect("a worker");
+    kill(worker, rustix::process::Signal::KILL);
+    // The supervisor keeps the socket bound: nobody in the box can take the name meanwhile.
+    let bind = std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{init}/ns/net")).expect("netns");
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&ns),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("setns");
+        let addr = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(b"zomg-agent")
+            .expect("address");
+        std::os::unix::net::UnixListener::bind_addr(&addr).map(|_| ())
+    })
+    .join()
+    .expect("bind thread");
+    assert_eq!(
+        bind.expect_err("bound @zomg-agent next to the agent")
+            .kind(),
+        std::io::ErrorKind::AddrInUse
+    );
+    // An exec waits in the socket's backlog until the new worker takes it.
+    let t = Instant::now();
+    let out = b.run(&["echo", "still here"]).await;
+    assert_eq!(out.stdout, "still here\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    let (same_supervisor, new_worker) = agent_pids(&b).await;
+    assert_eq!(same_supervisor, supervisor);
+    let new_worker = new_worker.expect("a new worker");
+    assert_ne!(new_worker, worker);
+    let worker_in_box = super::state::pid_in_namespace(new_worker).expect("NSpid");
+    assert_eq!(parent_seen_by(&b, Via::Runtime).await, worker_in_box);
+
+    // The supervisor is tini's only child: killing it ends tini and the box, as killing the
+    // idle helper of earlier versions did.
+    kill(supervisor, rustix::process::Signal::KILL);
+    wait_for("the box to end", || {
+        super::state::ProcStat::read(init).is_none_or(|s| s.is_dead())
+    })
+    .await;
+    assert_eq!(b.rt.state(b.id()).await.expect("state"), RunState::Stopped);
+}
+
+impl TestBox {
+    /// Starts the box as far as exec can tell like servers before the agent did: tini's
+    /// child is not the agent (`sleep` stands in for the idle helper). The agent binary is
+    /// still mounted, so that a box process can run an impostor of it.
+    async fn start_without_agent(&self) {
+        let inner = &self.rt.inner;
+        let bundle = super::bundle::write(&inner.layout, &inner.tini, inner.nofile, &self.spec)
+            .expect("write bundle");
+        let path = bundle.dir.join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read config")).expect("json");
+        config["process"]["args"] =
+            serde_json::json!(["/run/zomg/tini", "-s", "-g", "--", "sleep", "1000000"]);
+        std::fs::write(&path, serde_json::to_vec(&config).expect("json")).expect("write config");
+        let console = std::fs::File::create(&bundle.console).expect("console log");
+        inner
+            .runc
+            .run_detached(
+                self.id(),
+                &bundle.dir,
+                &bundle.init_pid_file,
+                console,
+                &bundle.run_log,
+            )
+            .await
+            .expect("runc run");
+        let pid = super::read_pid(&bundle.init_pid_file).expect("init pid");
+        super::reaper::adopt(pid);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_without_agent_and_an_impostor_get_runc_exec() {
+    let b = TestBox::default();
+    b.start_without_agent().await;
+    let init = init_pid(&b).await;
+    assert!(!agent_socket_listed(init));
+    assert_eq!(parent_seen_by(&b, Via::Runtime).await, 0);
+    let out = b.run(&["sh", "-c", "echo $FOO; exit 7"]).await;
+    assert_eq!(
+        (out.stdout.as_str(), out.status),
+        ("bar\n", ExitStatus::Code(7))
+    );
+
+    // A box process starts the agent binary itself: root, running the installed file, and
+    // adopted by tini once its parent exits — but not tini's first child.
+    b.rt.exec_detached(b.id(), spec(&["sh", "-c", "/run/zomg/zomg-agent & exit 0"]))
+        .await
+        .expect("start the impostor");
+    wait_for("the impostor to listen", || agent_socket_listed(init)).await;
+    wait_for("tini to adopt the impostor", || children(init).len() == 2).await;
+    let impostor = children(init)[1];
+    assert_eq!(
+        super::state::ProcStat::read(impostor)
+            .expect("impostor")
+            .comm,
+        super::agent::AGENT_COMM
+    );
+    // Refused: the command runs through runc exec, not through the impostor.
+    assert_eq!(parent_seen_by(&b, Via::Runtime).await, 0);
+    let tty = ExecSpec {
+        tty: Some((80, 24)),
+        ..spec(&["sh", "-c", "cut -d' ' -f4 /proc/self/stat"])
+    };
+    let out = collect(b.rt.exec(b.id(), tty).await.expect("tty exec"))
+        .await
+        .expect("wait");
+    assert_eq!(out.stdout.trim(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_of_another_server_build_is_not_trusted() {
+    let b = TestBox::default();
+    b.start().await;
+    assert_ne!(parent_seen_by(&b, Via::Runtime).await, 0);
+    // Another build of the server installs a different agent binary over the file.
+    let path = b.rt.state_dir().join("zomg-agent");
+    let other = path.with_extension("other");
+    std::fs::write(&other, b"another build").expect("write");
+    std::fs::rename(&other, &path).expect("replace");
+    let again = LocalRuntime::new(b.config.clone()).expect("second runtime");
+    // The box still runs the earlier file: execs of the new runtime go through runc...
+    let out = run(
+        &again,
+        b.id(),
+        spec(&["cut", "-d", " ", "-f4", "/proc/self/stat"]),
+    )
+    .await;
+    assert_eq!(out.stdout, "0\n");
+    // ...until the box starts again with the new one.
+    again
+        .stop(b.id(), Duration::from_secs(1))
+        .await
+        .expect("stop");
+    again.start(&b.spec).await.expect("start");
+    let out = run(
+        &again,
+        b.id(),
+        spec(&["cut", "-d", " ", "-f4", "/proc/self/stat"]),
+    )
+    .await;
+    assert_ne!(out.stdout, "0\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_exec_stops_its_command() {
+    let b = TestBox::default();
+    b.start().await;
+    let alive = |pid: String| {
+        let b = &b;
+        async move { b.run(&["kill", "-0", &pid]).await.status == ExitStatus::Code(0) }
+    };
+    let root = b.spec.rootfs.join("root");
+    let read_pid = |file: &str| {
+        let path = root.join(file);
+        move || std::fs::read_to_string(&path).is_ok_and(|t| t.ends_with('\n'))
+    };
+
+    // The caller goes away: SIGTERM to the command's process group (the shell and its
+    // `sleep`). Its stderr is gone with the caller, so the shell's notice about the killed
+    // `sleep` goes to /dev/null rather than kill it with SIGPIPE before its trap runs.
+    let process =
+        b.rt.exec(
+            b.id(),
+            spec(&[
+                "sh",
+                "-c",
+                "exec 2>/dev/null; trap 'echo term > /root/got-term; exit 3' TERM; \
+                 echo $$ > /root/pid1; while true; do sleep 0.05; done",
+            ]),
+        )
+        .await
+        .expect("exec");
+    wait_for("the command to start", read_pid("pid1")).await;
+    let pid = std::fs::read_to_string(root.join("pid1"))
+        .expect("pid")
+        .trim()
+        .to_string();
+    drop(process);
+    wait_for("the command to get TERM", || {
+        std::fs::read_to_string(root.join("got-term")).is_ok_and(|t| t == "term\n")
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid.clone()).await {
+        assert!(Instant::now() < deadline, "the command outlived its TERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // One that ignores SIGTERM gets SIGKILL after the grace (5 s).
+    let process =
+        b.rt.exec(
+            b.id(),
+            spec(&[
+                "sh",
+                "-c",
+                "trap '' TERM; echo $$ > /root/pid2; while true; do sleep 0.05; done",
+            ]),
+        )
+        .await
+        .expect("exec");
+    wait_for("the command to start", read_pid("pid2")).await;
+    let pid = std::fs::read_to_string(root.join("pid2"))
+        .expect("pid")
+        .trim()
+        .to_string();
+    let t = Instant::now();
+    drop(process);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(alive(pid.clone()).await, "killed before the grace");
+    while alive(pid.clone()).await {
+        assert!(t.elapsed() < Duration::from_secs(10), "never killed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        t.elapsed() >= Duration::from_secs(5),
+        "killed after {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_gives_agent_execs_the_grace_then_kills_them() {
+    let b = TestBox::default();
+    b.start().await;
+    // A command that exits on TERM reports it; the stop does not wait for the grace.
+    let mut polite =
+        b.rt.exec(b.id(), spec(&["sleep", "1000"]))
+            .await
+            .expect("exec");
+    drop(polite.stdin.take());
+    let t = Instant::now();
+    b.rt.stop(b.id(), Duration::from_secs(10))
+        .await
+        .expect("stop");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(polite.wait.await.expect("wait"), ExitStatus::Signal(15));
+
+    // One that ignores TERM keeps running — and the box with it — until the grace ends.
+    b.start().await;
+    let (supervisor, _) = agent_pids(&b).await;
+    let mut stubborn =
+        b.rt.exec(
+            b.id(),
+            spec(&[
+                "sh",
+                "-c",
+                "trap '' TERM; echo ready; while true; do sleep 0.05; done",
+            ]),
+        )
+        .await
+        .expect("exec");
+    let mut stdout = stubborn.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    read_until(&mut stdout, &mut seen, "ready\n").await;
+    let t = Instant::now();
+    let stop = {
+        let rt = b.rt.clone();
+        let id = b.id().to_string();
+        tokio::spawn(async move { rt.stop(&id, Duration::from_secs(1)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(
+        b.rt.state(b.id()).await.expect("state"),
+        RunState::Running { .. }
+    ));
+    assert!(
+        super::state::ProcStat::read(supervisor).is_some_and(|s| !s.is_dead()),
+        "the agent ended on TERM"
+    );
+    stop.await.expect("stop task").expect("stop");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "stop did not wait for grace: {took:?}"
+    );
+    assert!(took < Duration::from_secs(4), "stop took {took:?}");
+    // Killed with its box.
+    assert_eq!(stubborn.wait.await.expect("wait"), ExitStatus::Signal(9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_agent_execs_keep_apart_and_leave_nothing_behind() {
+    let b = TestBox::default();
+    b.start().await;
+    let (_, worker) = agent_pids(&b).await;
+    let worker = worker.expect("a worker");
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{worker}/fd"))
+            .expect("fds")
+            .count()
+    };
+    let threads = || thread_count(worker);
+    let (fds_before, threads_before) = (fds(), threads());
+    let runs = (0..40).map(|i| {
+        let b = &b;
+        async move {
+            let argv = [
+                "sh",
+                "-c",
+                &format!("echo out{i}; echo err{i} >&2; exit {i}"),
+            ];
+            let out = b.run_via(Via::Runtime, spec(&argv)).await;
+            assert_eq!(
+                (out.stdout, out.stderr, out.status),
+                (
+                    format!("out{i}\n"),
+                    format!("err{i}\n"),
+                    ExitStatus::Code(i)
+                ),
+            );
+        }
+    });
+    futures_util::future::join_all(runs).await;
+    // Every connection thread has ended and every descriptor of the execs is closed.
+    wait_for("the agent to let go of the execs", || {
+        fds() == fds_before && threads() == threads_before
+    })
+    .await;
+}
+
+/// The number of threads of host process `pid`.
+fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .count()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -780,7 +1354,7 @@ async fn latencies() {
         assert_eq!(b.run(&["true"]).await.status, ExitStatus::Code(0));
         execs.push(t.elapsed());
     }
-    // The floor: runc alone, spawned the same way, without reading anything back.
+    // For comparison: runc exec alone (the fallback's floor), without reading anything back.
     let mut raw = Vec::new();
     for _ in 0..15 {
         let t = Instant::now();
@@ -811,6 +1385,11 @@ async fn latencies() {
     eprintln!(
         "latency medians: start {start:?}, stop {stop:?}, exec true {exec:?} \
          (bare runc exec {raw:?}), tty exec true {tty:?}"
+    );
+    // The agent, not runc, ran them (see agent_exec_runs_commands_as_runc_exec_does).
+    assert!(
+        exec < raw,
+        "exec median {exec:?} is not below runc exec's {raw:?}"
     );
     assert!(start < Duration::from_millis(500), "start median {start:?}");
     assert!(stop < Duration::from_millis(500), "stop median {stop:?}");
