@@ -252,6 +252,34 @@ fn write_sets_the_exact_mode_and_cleans_up_on_drop() {
 }
 
 #[test]
+fn large_writes_are_streamed_to_disk_by_window_and_land_intact() {
+    let fx = Fixture::new();
+    let root = fx.root_fd();
+    let window = WRITE_BEHIND_WINDOW as usize;
+    // Two and a half windows in odd-sized writes, so window edges fall inside writes.
+    let data: Vec<u8> = (0..window * 5 / 2).map(|i| (i * 31 % 251) as u8).collect();
+    let mut file = AtomicFile::create(&root, Path::new("big"), 0o644).unwrap();
+    for chunk in data.chunks(777_777) {
+        file.write_all(chunk).unwrap();
+    }
+    let wb = &file.writeback;
+    assert_eq!(wb.written, data.len() as u64);
+    assert!(
+        wb.started >= 2 * WRITE_BEHIND_WINDOW && wb.written - wb.started < WRITE_BEHIND_WINDOW,
+        "two windows handed to writeback: {wb:?}"
+    );
+    assert!(
+        wb.waited >= WRITE_BEHIND_WINDOW && wb.waited < wb.started,
+        "{wb:?}"
+    );
+    file.commit().unwrap();
+    assert!(
+        fs::read(fx.root.join("big")).unwrap() == data,
+        "content differs"
+    );
+}
+
+#[test]
 fn stat_list_and_remove_describe_links_without_following_them() {
     let fx = Fixture::new();
     let root = fx.root_fd();
