@@ -482,7 +482,7 @@ fn merge_env(base: Vec<String>, extra: &BTreeMap<String, String>) -> Vec<String>
 }
 
 /// Encodes a request (see the agent's module docs).
-fn encode_request(
+pub(super) fn encode_request(
     argv: &[String],
     env: &[String],
     cwd: &str,

@@ -1104,6 +1104,78 @@ async fn a_box_without_agent_and_an_impostor_get_runc_exec() {
     assert_eq!(out.stdout.trim(), "0");
 }
 
+/// Sends `request` to the box's agent from a host process in the box's network namespace —
+/// and, with `in_box_pids`, in its pid namespace too, as every box process is — and returns
+/// the kind of the agent's first reply (`None` when the agent closed without replying),
+/// once the agent closed the connection. The client is perl (Essential in Debian), run through `nsenter`.
+async fn agent_reply_kind(init: u32, request: &std::path::Path, in_box_pids: bool) -> Option<u8> {
+    let mut cmd = tokio::process::Command::new("nsenter");
+    cmd.args(["-t", &init.to_string(), "-n"]);
+    if in_box_pids {
+        cmd.arg("-p");
+    }
+    let client = r#"
+        use Socket;
+        socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+        connect($s, pack_sockaddr_un("\0zomg-agent")) or die "connect: $!";
+        open(my $f, "<:raw", $ARGV[0]) or die "request: $!"; local $/; my $req = <$f>;
+        syswrite($s, $req) == length($req) or die "send: $!";
+        my ($buf, $n) = ("", 0);
+        while (length($buf) < 5) { $n = sysread($s, $buf, 5 - length($buf), length($buf)); last unless $n; }
+        print length($buf) >= 5 ? ord(substr($buf, 4, 1)) : "none";
+        1 while sysread($s, my $rest, 4096); # until the agent closes: after `exited`
+    "#;
+    cmd.args(["--", "perl", "-e", client]).arg(request);
+    let out = cmd
+        .output()
+        .await
+        .expect("run nsenter perl (util-linux, perl-base)");
+    assert!(out.status.success(), "client failed: {out:?}");
+    let printed = String::from_utf8(out.stdout).expect("utf-8");
+    (printed != "none").then(|| printed.parse().expect("a reply kind"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_refuses_box_processes_even_root() {
+    let b = TestBox::default();
+    b.start().await;
+    let init = init_pid(&b).await;
+    wait_for("the agent to listen", || agent_socket_listed(init)).await;
+    // A terminal request needs no descriptors, so a plain client can send a valid one.
+    let request = |marker: &str| {
+        super::agent::encode_request(
+            &["touch".into(), format!("/tmp/{marker}")],
+            &["PATH=/bin:/usr/bin".into()],
+            "/",
+            None,
+            Some((80, 24)),
+        )
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inside = dir.path().join("inside");
+    let outside = dir.path().join("outside");
+    std::fs::write(&inside, request("from-a-box-process")).unwrap();
+    std::fs::write(&outside, request("from-the-host")).unwrap();
+
+    // Root in the box's namespaces: its pid is visible to the agent, so it is refused and
+    // nothing runs.
+    assert_eq!(agent_reply_kind(init, &inside, true).await, None);
+    // The same request from outside the box's pid namespace (as the server connects) is
+    // served: the refusal above is the peer check, not a malformed request.
+    assert_eq!(
+        agent_reply_kind(init, &outside, false).await,
+        Some(1),
+        "started"
+    );
+    wait_for("the host's command to run", || {
+        std::path::Path::new(&format!("/proc/{init}/root/tmp/from-the-host")).exists()
+    })
+    .await;
+    let out = b.run(&["ls", "/tmp"]).await;
+    assert_eq!(out.stdout, "from-the-host\n", "{out:?}");
+    assert_eq!(children(init).len(), 1, "still one agent, no stray command");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_of_another_server_build_is_not_trusted() {
     let b = TestBox::default();
