@@ -39,15 +39,28 @@ echo "installed $BIN/zomg and $BIN/zomg-server"
 
 say "Starting zomg-server"
 mkdir -p "$DATA_DIR"
-if curl -fsS http://127.0.0.1:7070/healthz >/dev/null 2>&1; then
+# A server still running an earlier build (its executable was just replaced) is restarted
+# on the new one; boxes keep running across server restarts.
+healthy() { curl -fsS http://127.0.0.1:7070/healthz >/dev/null 2>&1; }
+running_pid=$(ss -Hltnp 'sport = :7070' 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2 || true)
+if [ -n "$running_pid" ] && healthy &&
+  [ "$(readlink "/proc/$running_pid/exe")" != "$BIN/zomg-server" ]; then
+  echo "restarting the server (pid $running_pid) on the new build"
+  kill -TERM "$running_pid"
+  for _ in $(seq 1 100); do
+    kill -0 "$running_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+fi
+if healthy; then
   echo "already running on http://127.0.0.1:7070"
 else
   ZOMG_DATA_DIR="$DATA_DIR" nohup "$BIN/zomg-server" serve >>"$LOG" 2>&1 &
   for _ in $(seq 1 100); do
-    curl -fsS http://127.0.0.1:7070/healthz >/dev/null 2>&1 && break
+    healthy && break
     sleep 0.1
   done
-  curl -fsS http://127.0.0.1:7070/healthz >/dev/null || { echo "server did not start; see $LOG" >&2; exit 1; }
+  healthy || { echo "server did not start; see $LOG" >&2; exit 1; }
   echo "listening on http://127.0.0.1:7070 (log: $LOG)"
 fi
 
