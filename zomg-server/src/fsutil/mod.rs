@@ -332,9 +332,8 @@ impl AtomicFile {
 }
 
 impl Write for AtomicFile {
-    /// Writes sequentially; every [`WRITE_BEHIND_WINDOW`] bytes the written data is sent to
-    /// disk in the background (see [`WriteBehind`]), so that the flush of [`Self::commit`]
-    /// finds little left to do.
+    /// Writes sequentially; every 8 MiB the written data is sent to disk in the
+    /// background, so that the flush of [`Self::commit`] finds little left to do.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let file = self.file.as_mut().expect("present until commit");
         let n = file.write(buf)?;
@@ -357,7 +356,7 @@ impl Drop for AtomicFile {
 
 /// How much sequentially written data [`WriteBehind`] lets pile up before it starts sending
 /// it to disk.
-pub const WRITE_BEHIND_WINDOW: u64 = 8 << 20;
+const WRITE_BEHIND_WINDOW: u64 = 8 << 20;
 
 /// Streams a large sequential write to disk while it is being written, instead of leaving
 /// it all to one `fsync` at the end.
