@@ -3,6 +3,7 @@
 //! `include_bytes!` (see `src/runtime/local/agent.rs`).
 //!
 //! The agent uses only `std`, so one `rustc` call suffices: no crates, no Cargo project.
+//! It includes `agent/protocol.rs`, the wire constants the server includes too.
 //! It is always optimised (it runs one copy per box, and a debug build is several times
 //! bigger).
 
@@ -12,7 +13,8 @@ use std::process::Command;
 
 fn main() {
     let source = "agent/zomg-agent.rs";
-    println!("cargo:rerun-if-changed={source}");
+    // The agent and the protocol constants it shares with the server (`agent/protocol.rs`).
+    println!("cargo:rerun-if-changed=agent");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let target = env::var("TARGET").expect("cargo sets TARGET");

@@ -74,10 +74,11 @@ use std::time::{Duration, Instant};
 )))]
 compile_error!("zomg-agent supports Linux on x86_64 and aarch64");
 
-/// The abstract socket name (`@zomg-agent`).
-const SOCKET_NAME: &[u8] = b"zomg-agent";
-/// Version of the protocol above; the server sends it first.
-const VERSION: u32 = 1;
+/// The protocol's constants, shared with the server.
+#[path = "protocol.rs"]
+mod protocol;
+use protocol::*;
+
 /// Longest request accepted (argv and environment are bounded by the kernel far below).
 const MAX_REQUEST: usize = 16 << 20;
 /// How long a command gets to exit on SIGTERM once the server went away.
@@ -88,17 +89,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
-
-const FLAG_TTY: u8 = 1;
-const FLAG_USER: u8 = 2;
-
-const REPLY_STARTED: u8 = 1;
-const REPLY_EXITED: u8 = 2;
-const REPLY_FAILED: u8 = 3;
-
-const STAGE_CWD: u8 = 1;
-const STAGE_START: u8 = 2;
-const STAGE_REQUEST: u8 = 3;
 
 /// What a forked child reports through its close-on-exec pipe when it cannot exec.
 mod report {
@@ -478,18 +468,10 @@ fn serve(conn: UnixStream) {
             return;
         }
     }
-    let (body, fds) = match read_request(&conn) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = send(
-                &conn,
-                &failed(STAGE_REQUEST, &format!("bad request: {e}")),
-                None,
-            );
-            return;
-        }
-    };
-    let request = match Request::decode(&body, fds) {
+    let request = read_request(&conn)
+        .map_err(|e| e.to_string())
+        .and_then(|(body, fds)| Request::decode(&body, fds));
+    let request = match request {
         Ok(r) => r,
         Err(e) => {
             let _ = send(

@@ -58,21 +58,13 @@ pub(crate) const AGENT_IN_BOX: &str = "/run/zomg/zomg-agent";
 /// processes when a stop waits for them.
 pub(crate) const AGENT_COMM: &str = "zomg-agent";
 
-/// The abstract socket name, `@zomg-agent`.
-const SOCKET_NAME: &[u8] = b"zomg-agent";
-
-/// The protocol version this server speaks (see the agent's module docs).
-const VERSION: u32 = 1;
-
-const FLAG_TTY: u8 = 1;
-const FLAG_USER: u8 = 2;
-
-const REPLY_STARTED: u8 = 1;
-const REPLY_EXITED: u8 = 2;
-const REPLY_FAILED: u8 = 3;
-
-const STAGE_CWD: u8 = 1;
-const STAGE_START: u8 = 2;
+/// The protocol's constants, shared with the agent (see the agent's module docs).
+#[path = "../../../agent/protocol.rs"]
+pub(super) mod protocol;
+use protocol::{
+    FLAG_TTY, FLAG_USER, REPLY_EXITED, REPLY_FAILED, REPLY_STARTED, SOCKET_NAME, STAGE_CWD,
+    STAGE_REQUEST, STAGE_START, VERSION,
+};
 
 /// Longest reply accepted (a failure reason is a line of text).
 const MAX_REPLY: usize = 64 << 10;
@@ -324,6 +316,7 @@ fn finish(reply: io::Result<Reply>, context: &Context) -> RuntimeResult<ExitStat
                 context.cwd
             )),
             STAGE_START => RuntimeError::Exec(format!("cannot start {}: {reason}", context.argv0)),
+            STAGE_REQUEST => context.fail(format!("request refused: {reason}")),
             _ => context.fail(reason),
         }),
         Ok(Reply::Started) => Err(context.fail("the agent reported the start twice")),
