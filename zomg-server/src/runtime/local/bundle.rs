@@ -26,6 +26,7 @@ use oci_spec::runtime::{
 use super::agent::AGENT_IN_BOX;
 use super::layout::Layout;
 use super::runc::{CPU_PERIOD_US, cpu_quota, memory_bytes, pids_limit};
+use super::seccomp;
 use crate::runtime::BoxSpec;
 
 /// Where tini appears inside a box (on the fresh `/run` tmpfs, so nothing is written into
@@ -353,6 +354,7 @@ pub(crate) fn config(
         .cgroups_path(PathBuf::from(layout.cgroups_path(&spec.id)))
         .masked_paths(get_default_maskedpaths())
         .readonly_paths(get_default_readonly_paths())
+        .seccomp(seccomp::profile()?)
         .build()?;
 
     let mut config = Spec::default();
@@ -438,6 +440,7 @@ mod tests {
         assert!(caps.iter().any(|c| c == "CAP_NET_RAW"));
         assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
         let linux = &json["linux"];
+        assert_eq!(linux["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
         assert_eq!(linux["cgroupsPath"], "/zomg-t/b1");
         assert_eq!(linux["resources"]["memory"]["limit"], 268_435_456);
         assert_eq!(linux["resources"]["memory"]["swap"], 268_435_456);

@@ -35,6 +35,7 @@ mod netns;
 mod pty;
 mod reaper;
 mod runc;
+mod seccomp;
 mod state;
 #[cfg(test)]
 mod tests;
