@@ -500,21 +500,38 @@ fn temp_path(path: &Path) -> PathBuf {
 /// A tar stream of the contents of the local directory `dir` (entries named relative to
 /// it; symlinks stored as symlinks), built on a blocking thread in bounded chunks.
 pub fn tar_dir(dir: PathBuf) -> impl Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static {
+    writer_stream(move |out| {
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        builder
+            .append_dir_all(".", &dir)
+            .and_then(|()| builder.finish())
+            .map_err(|e| io::Error::new(e.kind(), format!("archiving {}: {e}", dir.display())))
+    })
+}
+
+/// Turns blocking writes into a byte stream: runs `produce` on a blocking thread with a
+/// writer whose bytes come out of the returned stream in chunks of up to 256 KiB. The
+/// writer blocks while the consumer lags (a few chunks in flight), so memory stays bounded
+/// for any size. An error of `produce` ends the stream with that error, so the consumer sees
+/// a broken transfer, never a short one; once the consumer is gone, writes fail with
+/// `BrokenPipe` and the stream just ends. Useful to upload an archive built with a
+/// blocking library ([`tar_dir`] is one).
+pub fn writer_stream<F>(
+    produce: F,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static
+where
+    F: FnOnce(&mut dyn io::Write) -> io::Result<()> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     tokio::task::spawn_blocking(move || {
-        let writer = ChannelWriter {
+        let mut writer = ChannelWriter {
             buf: Vec::with_capacity(CHUNK),
             tx: tx.clone(),
         };
-        let mut builder = tar::Builder::new(writer);
-        builder.follow_symlinks(false);
-        let result = builder
-            .append_dir_all(".", &dir)
-            .and_then(|()| builder.into_inner())
-            .and_then(|mut w| io::Write::flush(&mut w));
+        let result = produce(&mut writer).and_then(|()| io::Write::flush(&mut writer));
         if let Err(e) = result {
             if e.kind() != io::ErrorKind::BrokenPipe {
-                let e = io::Error::new(e.kind(), format!("archiving {}: {e}", dir.display()));
                 let _ = tx.blocking_send(Err(e));
             }
         }
@@ -635,7 +652,7 @@ impl ChannelWriter {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
         self.tx
             .blocking_send(Ok(Bytes::from(chunk)))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload was cancelled"))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader went away"))
     }
 }
 

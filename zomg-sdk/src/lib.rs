@@ -29,6 +29,7 @@ pub use exec_types::{ExecExit, ExecRequest, ExecResult, ExecStart, LogOutput, Te
 pub use file_types::{FileKind, FileStat, TAR_CONTENT_TYPE, UploadResult, format_mode, parse_mode};
 pub use files::{
     Download, ExtractSummary, Progress, UploadBody, UploadOptions, extract_tar, tar_dir,
+    writer_stream,
 };
 pub use logs::LogStream;
 pub use names::{BoxName, DEFAULT_PROJECT, NameError, ProjectName, TagKey, TagValue, VolumeName};

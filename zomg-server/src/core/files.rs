@@ -24,7 +24,6 @@ use bytes::Bytes;
 use futures_util::Stream;
 use rustix::fs::OFlags;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
 use tokio_util::io::{ReaderStream, SyncIoBridge};
 use tracing::warn;
 use zomg_sdk::{BoxName, BoxStatus, FileKind, FileStat, ProjectName, UploadResult};
@@ -37,10 +36,8 @@ use crate::runtime::RunState;
 use crate::storage::Subvol;
 use crate::store::{BoxRecord, MountRecord};
 
-/// Size of the chunks a download is sent in.
+/// Size of the chunks a file download is sent in.
 const CHUNK: usize = 256 * 1024;
-/// Chunks of a tar download buffered between the walker and the connection.
-const CHANNEL_DEPTH: usize = 8;
 
 /// A download: the metadata of the path, and its bytes (a file) or a tar of its contents (a
 /// directory).
@@ -456,59 +453,19 @@ fn live_root(pid: u32, subvol: &OwnedFd) -> Option<OwnedFd> {
     (a.st_dev == b.st_dev && a.st_ino == b.st_ino).then_some(live)
 }
 
-/// Streams a tar of `tree`, built on a blocking thread, in bounded chunks. A failure half-way
-/// ends the stream with an error, so the client sees a broken transfer, never a short one.
+/// Streams a tar of `tree`, built on a blocking thread, in bounded chunks
+/// ([`zomg_sdk::writer_stream`]). A failure half-way ends the stream with an error, so the
+/// client sees a broken transfer, never a short one.
 fn tar_stream(tree: Tree, path: String) -> ByteStream {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
-    tokio::task::spawn_blocking(move || {
-        let writer = ChannelWriter {
-            buf: Vec::with_capacity(CHUNK),
-            tx: tx.clone(),
-        };
-        let result = tree::pack(&tree, writer).and_then(|(mut w, _)| w.flush());
-        if let Err(e) = result {
+    Box::pin(zomg_sdk::writer_stream(move |out| {
+        let result = tree::pack(&tree, out).map(drop);
+        if let Err(e) = &result {
             if e.kind() != io::ErrorKind::BrokenPipe {
                 warn!(path, error = %e, "tar download failed");
-                let _ = tx.blocking_send(Err(e));
             }
         }
-    });
-    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+        result
     }))
-}
-
-/// A `Write` that sends fixed-size chunks into a channel, blocking while it is full.
-struct ChannelWriter {
-    buf: Vec<u8>,
-    tx: mpsc::Sender<io::Result<Bytes>>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .blocking_send(Ok(Bytes::from(chunk)))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK {
-            self.send()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
 }
 
 /// Runs file work on a blocking thread.
