@@ -200,14 +200,18 @@ pub fn refuse_pseudo_fs(fd: impl AsFd) -> io::Result<()> {
 pub fn create_dir_all_in_root(root: impl AsFd, path: &Path, mode: u32) -> FsResult<()> {
     let root = root.as_fd();
     let fail = |e: io::Error| FsError::new("creating directory", path, e);
+    // Each directory is opened by its whole path from the root, so symlinks met on the way
+    // resolve inside the root.
+    let open_dir = |prefix: &Path| {
+        resolve(
+            root,
+            prefix,
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+    };
     let mut prefix = PathBuf::new();
-    let mut dir = resolve(
-        root,
-        &prefix,
-        OFlags::PATH | OFlags::DIRECTORY,
-        Mode::empty(),
-    )
-    .map_err(|e| fail(e.into()))?;
+    let mut dir = open_dir(&prefix).map_err(|e| fail(e.into()))?;
     for component in path.components() {
         prefix.push(component);
         let name = match component {
@@ -215,22 +219,11 @@ pub fn create_dir_all_in_root(root: impl AsFd, path: &Path, mode: u32) -> FsResu
             // `/` and `.` change nothing; `..` is resolved by the kernel, within the root.
             Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
             Component::ParentDir => {
-                dir = resolve(
-                    root,
-                    &prefix,
-                    OFlags::PATH | OFlags::DIRECTORY,
-                    Mode::empty(),
-                )
-                .map_err(|e| fail(e.into()))?;
+                dir = open_dir(&prefix).map_err(|e| fail(e.into()))?;
                 continue;
             }
         };
-        match resolve(
-            root,
-            &prefix,
-            OFlags::PATH | OFlags::DIRECTORY,
-            Mode::empty(),
-        ) {
+        match open_dir(&prefix) {
             Ok(next) => dir = next,
             Err(Errno::NOENT) => {
                 refuse_pseudo_fs(&dir).map_err(fail)?;
@@ -240,13 +233,7 @@ pub fn create_dir_all_in_root(root: impl AsFd, path: &Path, mode: u32) -> FsResu
                 }
                 // Whatever is there now (ours, or a racing directory or symlink) is resolved
                 // inside the root like any other component.
-                dir = resolve(
-                    root,
-                    &prefix,
-                    OFlags::PATH | OFlags::DIRECTORY,
-                    Mode::empty(),
-                )
-                .map_err(|e| fail(e.into()))?;
+                dir = open_dir(&prefix).map_err(|e| fail(e.into()))?;
             }
             Err(e) => return Err(fail(e.into())),
         }
