@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use zomg_server::core::BoxService;
 use zomg_server::server::{self, ConfigFile, ServerConfig};
 
 /// zomg-server: owns box state and runs boxes on this machine (runc + btrfs).
@@ -101,6 +102,13 @@ enum BaseCommand {
 }
 
 impl DataArgs {
+    /// Opens the backends of the configured data dir (for `base` commands, next to or
+    /// without a running server).
+    async fn open_service(&self) -> Result<BoxService> {
+        let (config, _) = self.config()?;
+        tokio::task::spawn_blocking(move || server::open_service(&config)).await?
+    }
+
     /// Resolves the config: flags and environment, then the file, then defaults.
     fn config(&self) -> Result<(ServerConfig, ConfigFile)> {
         let data_dir_hint = self
@@ -198,9 +206,7 @@ async fn base(cmd: BaseCommand) -> Result<()> {
             force,
             data,
         } => {
-            let (config, _) = data.config()?;
-            let service =
-                tokio::task::spawn_blocking(move || server::open_service(&config)).await??;
+            let service = data.open_service().await?;
             let base = service
                 .bootstrap_base(&alias, &suite, &mirror, force)
                 .await?;
@@ -212,16 +218,12 @@ async fn base(cmd: BaseCommand) -> Result<()> {
             force,
             data,
         } => {
-            let (config, _) = data.config()?;
-            let service =
-                tokio::task::spawn_blocking(move || server::open_service(&config)).await??;
+            let service = data.open_service().await?;
             let base = service.import_base(&reference, &source, force).await?;
             println!("{}:{}", base.alias, base.tag);
         }
         BaseCommand::List { data } => {
-            let (config, _) = data.config()?;
-            let service =
-                tokio::task::spawn_blocking(move || server::open_service(&config)).await??;
+            let service = data.open_service().await?;
             for b in service.list_bases()?.bases {
                 println!(
                     "{}:{}\t{}\t{}",
